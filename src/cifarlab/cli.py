@@ -1,0 +1,73 @@
+"""Command line: parses, resolves the config, calls the Python API. Every action is a function in ``cifarlab.api``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cifarlab import api
+from cifarlab.errors import CifarlabError
+
+# flags shared by the recipes -> config keys (a flag a recipe does not know is rejected by the config layer)
+RUN_FLAGS = {
+    "model": str, "dataset": str, "data_root": str, "epochs": int, "batch_size": int, "lr": float, "seed": int,
+    "device": str, "out": str, "name": str, "per_class": int, "train_fraction": float, "val_fraction": float,
+    "weights": str, "init": str, "resolution": int, "augment": str, "image_size": int, "progress": str,
+}
+BOOL_FLAGS = ("resume", "overwrite", "compile", "deterministic")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", help="regime to run: " + ", ".join(api.recipe_names()))
+    p.add_argument("--config", help="TOML file of config keys")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
+    for key, typ in RUN_FLAGS.items():
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None)
+    for key in BOOL_FLAGS:
+        p.add_argument("--" + key, dest=key, action="store_const", const=True, default=None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cifarlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="run one regime into a run directory")
+    _add_run_flags(train)
+    keys = sub.add_parser("keys", help="list the config keys of a recipe with defaults and allowed values")
+    keys.add_argument("--recipe", default="scratch")
+    sub.add_parser("models", help="list registered models")
+    sub.add_parser("recipes", help="list recipes")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    flags = {k: getattr(args, k) for k in (*RUN_FLAGS, *BOOL_FLAGS) if getattr(args, k, None) is not None}
+    return flags
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            cfg = api.make_config(args.recipe, args.config, _overrides(args), args.set)
+            result = api.train(cfg)
+            s = result.summary
+            metric = next((f"{k} {100 * s[k]:.2f}%" for k in ("test_acc", "linear_acc", "rotation_test_acc")
+                           if isinstance(s.get(k), float)), "")
+            print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
+        elif args.command == "keys":
+            print(api.keys_help(args.recipe))
+        elif args.command == "models":
+            print("\n".join(api.model_names()) + "\n(and any timm architecture as timm:NAME)")
+        elif args.command == "recipes":
+            print(api.recipes_help())
+    except CifarlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

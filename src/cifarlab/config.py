@@ -1,0 +1,253 @@
+"""Run configuration: one dataclass per recipe; defaults, then a TOML file, then ``key=value`` overrides.
+
+Every key is a dataclass field with its help text, allowed choices and range in the field's metadata, so one
+validator covers every recipe and every error names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import ConfigError
+
+
+def opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
+        lo_open: bool = False) -> Any:
+    """A config field with its documentation and constraints (``lo``/``hi`` inclusive unless ``lo_open``)."""
+    meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class RunConfig:
+    """Keys shared by every recipe."""
+
+    recipe: str = opt("scratch", "which regime to run (see `cifarlab recipes`)")
+    model: str = opt("resnet18", "backbone name from the model registry (see `cifarlab models`)")
+    dataset: str = opt("cifar10", "cifar10 | cifar100 | synthetic | folder:PATH (directory or .tar/.tar.gz)")
+    data_root: str = opt("", "where torchvision datasets and decoded caches live; '' = $CIFARLAB_DATA or ./data")
+    image_size: int = opt(0, "folder datasets: side length images are resized to; 0 = keep if all share one size, "
+                             "else 32", lo=0, hi=1024)
+    train_fraction: float = opt(1.0, "stratified fraction of the train split to use", lo=0.0, hi=1.0, lo_open=True)
+    per_class: int = opt(0, "use N train images per class (stratified, seeded); 0 = all", lo=0)
+    val_fraction: float = opt(0.1, "fraction of the used train images held out (stratified) for model selection",
+                              lo=0.0, hi=0.5)
+    epochs: int = opt(30, "training epochs", lo=1, hi=10000)
+    batch_size: int = opt(512, "images per optimizer step", lo=1, hi=65536)
+    eval_batch_size: int = opt(1024, "images per forward pass when evaluating", lo=1, hi=65536)
+    lr: float = opt(0.4, "peak learning rate (of the head, where rates differ)", lo=0.0, lo_open=True, hi=100.0)
+    optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
+    momentum: float = opt(0.9, "SGD momentum / AdamW beta1", lo=0.0, hi=0.999)
+    nesterov: bool = opt(True, "Nesterov momentum (SGD)")
+    weight_decay: float = opt(5e-4, "weight decay (never applied to norms and biases)", lo=0.0, hi=1.0)
+    schedule: str = opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
+    warmup_epochs: float = opt(1.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
+    milestones: list = opt([0.5, 0.75], "multistep: fractions of training at which the lr is multiplied by gamma")
+    gamma: float = opt(0.1, "multistep: lr factor at each milestone", lo=0.0, lo_open=True, hi=1.0)
+    label_smoothing: float = opt(0.1, "cross-entropy label smoothing", lo=0.0, hi=0.99)
+    augment: str = opt("cropflip", "train augmentation preset", choices=("none", "flip", "cropflip", "autoaugment"))
+    crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
+    seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps")
+    amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere", choices=("auto", "bf16", "off"))
+    channels_last: bool = opt(True, "channels_last memory format on CUDA")
+    compile: bool = opt(False, "torch.compile the model")
+    deterministic: bool = opt(False, "deterministic kernels (slower; makes resume bit-exact on GPU)")
+    num_threads: int = opt(0, "CPU threads for torch; 0 = all cores", lo=0, hi=1024)
+    out: str = opt("runs", "parent directory of run directories")
+    name: str = opt("", "run directory name; '' = derived from recipe, model, dataset and seed")
+    resume: bool = opt(False, "continue the run in the run directory from its last checkpoint")
+    overwrite: bool = opt(False, "delete an existing run directory of the same name first")
+    embed_samples: int = opt(2000, "test images whose embeddings are saved for t-SNE/UMAP (stratified)", lo=0)
+    max_steps_per_epoch: int = opt(0, "cap on optimizer steps per epoch (smoke tests); 0 = no cap", lo=0)
+    progress: str = opt("auto", "progress bar", choices=("auto", "on", "off"))
+
+    def check(self) -> None:
+        """Cross-key rules (single keys are checked by :func:`validate`)."""
+        if self.per_class and self.train_fraction < 1.0:
+            raise ConfigError(f"per_class={self.per_class} and train_fraction={self.train_fraction} both select a "
+                              "subset; set only one")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume=true and overwrite=true contradict each other; set only one")
+        if any(not isinstance(m, (int, float)) or not 0 < m < 1 for m in self.milestones):
+            raise ConfigError(f"milestones={self.milestones!r}: expected fractions of training strictly between 0 and 1")
+
+
+@dataclass
+class ScratchConfig(RunConfig):
+    """From random weights with crop+flip: SGD+Nesterov, one-cycle, label smoothing 0.1."""
+
+
+@dataclass
+class TransferConfig(RunConfig):
+    """ImageNet backbones: linear probe, last block unfrozen, or full fine-tuning with discriminative rates."""
+
+    model: str = opt("efficientnet_lite0", "backbone name from the model registry")
+    recipe: str = opt("linear", "linear | partial | finetune")
+    epochs: int = opt(10, "training epochs", lo=1, hi=10000)
+    batch_size: int = opt(128, "images per optimizer step", lo=1, hi=65536)
+    lr: float = opt(0.01, "learning rate of the head", lo=0.0, lo_open=True, hi=100.0)
+    optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
+    weight_decay: float = opt(5e-4, "weight decay", lo=0.0, hi=1.0)
+    schedule: str = opt("cosine", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
+    warmup_epochs: float = opt(0.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
+    augment: str = opt("none", "train augmentation; linear probes with 'none' train on cached embeddings",
+                       choices=("none", "flip", "cropflip", "autoaugment"))
+    weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
+    init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
+                        "'random' for the control; '' = use `weights`")
+    resolution: int = opt(224, "input side length; the 32x32 images are resized on the device", lo=16, hi=1024)
+    backbone_lr_factor: float = opt(0.1, "finetune/partial: backbone lr = lr x this", lo=0.0, hi=10.0)
+    layer_decay: float = opt(1.0, "finetune: lr multiplier per block counted back from the last", lo=0.0,
+                             lo_open=True, hi=1.0)
+    cache_embeddings: bool = opt(True, "linear without augmentation: compute frozen embeddings once and reuse them")
+    flip_features: bool = opt(True, "cached linear probe: also embed flipped train images and average test "
+                                    "embeddings over flips")
+
+
+@dataclass
+class SupConConfig(RunConfig):
+    """Contrastive pretraining (Khosla et al. 2020; SimCLR without labels), then linear and kNN evaluation."""
+
+    recipe: str = opt("supcon", "supcon | simclr | supcon_ce (cross-entropy baseline, same budget)")
+    epochs: int = opt(100, "pretraining epochs", lo=1, hi=10000)
+    batch_size: int = opt(512, "images per step (each contributes `views` views)", lo=2, hi=65536)
+    lr: float = opt(0.5, "peak learning rate", lo=0.0, lo_open=True, hi=100.0)
+    weight_decay: float = opt(1e-4, "weight decay", lo=0.0, hi=1.0)
+    schedule: str = opt("cosine", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
+    warmup_epochs: float = opt(5.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
+    label_smoothing: float = opt(0.0, "cross-entropy baseline label smoothing", lo=0.0, hi=0.99)
+    views: int = opt(2, "augmented views per image", lo=2, hi=16)
+    temperature: float = opt(0.1, "softmax temperature of the contrastive loss", lo=0.0, lo_open=True, hi=10.0)
+    proj_hidden: int = opt(512, "projection head hidden width", lo=1)
+    proj_dim: int = opt(128, "projection dimension", lo=1)
+    linear_epochs: int = opt(50, "epochs of the linear evaluation on cached frozen embeddings", lo=1)
+    linear_lr: float = opt(0.1, "linear evaluation learning rate", lo=0.0, lo_open=True)
+    knn_k: int = opt(200, "kNN evaluation: neighbours", lo=1)
+    knn_temperature: float = opt(0.1, "kNN evaluation: vote weight exp(sim / t)", lo=0.0, lo_open=True)
+
+
+@dataclass
+class RotationConfig(RunConfig):
+    """Label-free rotation prediction (Gidaris et al. 2018): each image in all four rotations, labels 0..3."""
+
+    recipe: str = opt("rotation", "rotation")
+    epochs: int = opt(30, "pretraining epochs", lo=1, hi=10000)
+    batch_size: int = opt(128, "images per step (x4 rotated inputs)", lo=1, hi=65536)
+    lr: float = opt(0.2, "peak learning rate", lo=0.0, lo_open=True, hi=100.0)
+    label_smoothing: float = opt(0.0, "label smoothing of the rotation loss", lo=0.0, hi=0.99)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def keys(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def _coerce(cls: type, key: str, value: Any) -> Any:
+    """Turn a TOML value or a ``--set`` string into the field's type, or raise naming the key."""
+    typ = field_types(cls)[key]
+    if isinstance(value, str) and typ is not str:
+        text = value.strip()
+        try:
+            if typ is bool:
+                low = text.lower()
+                if low not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                    raise ValueError
+                return low in ("true", "1", "yes", "on")
+            if typ is int:
+                return int(text)
+            if typ is float:
+                return float(text)
+            if typ is list:
+                return [float(v) for v in text.strip("[]").split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{key}={value!r}: expected {typ.__name__}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{key}={value!r}: expected {typ.__name__}, got {type(value).__name__}")
+    return value
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every key against its field's choices and range, then the cross-key rules."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        _coerce(type(cfg), f.name, value)
+        meta = f.metadata
+        if meta.get("choices") and value not in meta["choices"]:
+            raise ConfigError(f"{f.name}={value!r} is not allowed; choose from: {', '.join(meta['choices'])}")
+        lo, hi = meta.get("lo"), meta.get("hi")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value:  # NaN
+                raise ConfigError(f"{f.name}=nan is not a number")
+            if lo is not None and (value < lo or (meta.get("lo_open") and value == lo)):
+                rel = ">" if meta.get("lo_open") else ">="
+                rng = f"{rel} {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise ConfigError(f"{f.name}={value} is out of range; allowed: {rng}")
+            if hi is not None and value > hi:
+                raise ConfigError(f"{f.name}={value} is out of range; allowed: <= {hi}")
+    cfg.check()
+    return cfg
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    """``["lr=0.1", "epochs=3"]`` -> ``{"lr": "0.1", "epochs": "3"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {pair!r}: expected key=value")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+
+
+def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
+    """Defaults of ``cls``, then each layer in order; unknown keys are rejected with the list of valid keys."""
+    valid = keys(cls)
+    values: dict[str, Any] = {}
+    env_dataset = os.environ.get("CIFARLAB_DATASET")
+    if env_dataset:
+        values["dataset"] = env_dataset
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in valid:
+                raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
+            values[key] = _coerce(cls, key, value)
+    return validate(cls(**values))
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def help_table(cls: type[RunConfig]) -> str:
+    """One line per key: name, default, help, constraints."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        extra = f" [{'|'.join(f.metadata['choices'])}]" if f.metadata.get("choices") else ""
+        lines.append(f"  {f.name:<22} {default!r:<20} {f.metadata.get('help', '')}{extra}")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Checkpoints written atomically (temp file, fsync, rename) and read with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.errors import CheckpointError
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename it over ``path``: a reader (or a
+    crash at any moment) sees either the old file or the complete new one, never a truncated one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(obj: dict[str, Any], path: str | Path) -> None:
+    atomic_write_bytes(Path(path), lambda f: torch.save(obj, f))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    data = json.dumps(obj, indent=2, sort_keys=False, default=str).encode()
+    atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint; anything that is not tensors and plain containers is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: refused to load: it holds objects other than tensors and plain containers "
+                              f"(weights_only=True: {str(exc).strip().splitlines()[0][:160]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:160]})") from None

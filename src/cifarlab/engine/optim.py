@@ -1,0 +1,64 @@
+"""Optimizers and learning-rate schedules.
+
+Schedules are plain functions of the step (``lr_factor``), applied by the loop each step, so a checkpoint needs only
+the step count to resume them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from cifarlab.config import RunConfig
+
+
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr_scale: float = 1.0
+                 ) -> list[dict]:
+    """Split trainable parameters into decayed (weights) and undecayed (norms and biases: ndim <= 1) groups."""
+    decay, no_decay = [], []
+    for _, p in named:
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale})
+    return groups
+
+
+def make_optimizer(groups: list[dict], cfg: RunConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over ``groups``; each group's lr is ``cfg.lr x lr_scale``."""
+    for g in groups:
+        g["lr"] = cfg.lr * g.get("lr_scale", 1.0)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str, milestones: list[float] = (0.5, 0.75),
+              gamma: float = 0.1) -> float:
+    """Multiplier of the peak lr at ``step`` (0-based) of ``total`` steps, after a linear warm-up of ``warmup``.
+
+    onecycle: linear up over the warm-up, then linear down to 0 at the end (triangular, as in fast CIFAR recipes);
+    cosine: half-cosine from 1 to 0 after the warm-up; multistep: x``gamma`` at each milestone fraction.
+    """
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)  # 0 -> 1 after the warm-up
+    if schedule == "onecycle":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if schedule == "multistep":
+        return gamma ** sum(step >= m * total for m in milestones)
+    return 1.0
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base_lr: float, factor: float) -> float:
+    for g in optimizer.param_groups:
+        g["lr"] = base_lr * g.get("lr_scale", 1.0) * factor
+    return base_lr * factor

