@@ -149,13 +149,14 @@ class Backbone(nn.Module):
         return {"params_total": total, "params_trainable": trainable, "params_frozen": total - trainable}
 
 
-def create_model(name: str, num_classes: int = 0, weights: str = "none") -> Backbone:
+def create_model(name: str, num_classes: int = 0, weights: str = "default") -> Backbone:
     """Build a registered model.
 
     Args:
         name: a registry name (``cifarlab models`` lists them) or ``timm:ARCH`` for any timm architecture.
         num_classes: head outputs (0 = features only).
-        weights: ``none`` (random init), ``default`` (the model's pretrained weights) or a state-dict file path.
+        weights: ``default`` (the model's pretrained weights; random for CIFAR-stem models), ``none`` (random
+            init) or a state-dict file path.
     """
     if name.startswith("timm:"):
         from cifarlab.models.timm_models import timm_backbone

@@ -1,0 +1,46 @@
+"""Shared fixtures: small synthetic datasets and image folders written in the test's temp dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+CIFAR_PNG = SHARED / "cifar10-png.tar.gz"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_root(tmp_path_factory, monkeypatch):
+    """Caches go to a temp dir unless a test sets CIFARLAB_DATA itself; CIFARLAB_DATASET never leaks in."""
+    monkeypatch.setenv("CIFARLAB_DATA", str(tmp_path_factory.getbasetemp() / "data"))
+    monkeypatch.delenv("CIFARLAB_DATASET", raising=False)
+
+
+def write_folder(root: Path, classes=("cat", "dog"), per_class: int = 3, size: int = 8, split_sizes=None,
+                 fmt: str = "png", seed: int = 0) -> Path:
+    """A tiny image-folder dataset: train/<class>/*.png and test/<class>/*.png with random pixels."""
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for cls in classes:
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range((split_sizes or {}).get(split, per_class)):
+                arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return write_folder(tmp_path / "ds")
+
+
+def needs_cifar():
+    return pytest.mark.skipif(not CIFAR_PNG.is_file(), reason=f"{CIFAR_PNG} not present")

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from cifarlab.engine import checkpoint
+from cifarlab.engine.rundir import RunDir
+from cifarlab.errors import CheckpointError, CifarlabError
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"epoch": 1, "w": torch.ones(3)}, path)
+
+    class Boom:
+        def __reduce__(self):
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        checkpoint.save({"epoch": 2, "w": Boom()}, path)
+    assert checkpoint.load(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+class RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/cifarlab-ckpt-pwned",))
+
+
+def test_load_refuses_a_checkpoint_that_would_run_code(tmp_path):
+    import os
+
+    path = tmp_path / "x.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "extra": RunsCode()}, path)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        checkpoint.load(path)
+    assert not os.path.exists("/tmp/cifarlab-ckpt-pwned")
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "t.pt"
+    checkpoint.save({"w": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load(path)
+
+
+def test_second_process_on_the_same_run_dir_is_refused(tmp_path):
+    with RunDir(tmp_path / "run"):
+        with pytest.raises(CifarlabError, match=r"is in use by pid \d+"):
+            with RunDir(tmp_path / "run"):
+                pass
+    with RunDir(tmp_path / "run"):  # released on exit
+        pass

@@ -1,0 +1,109 @@
+"""The scratch regime end to end on synthetic data: learning, run directory, resume, failures."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cifarlab import api
+from cifarlab.engine import checkpoint
+from cifarlab.errors import CifarlabError, DataError, TrainingDiverged
+
+BASE = {"dataset": "synthetic:10:60:30", "model": "cnn_small", "epochs": 3, "batch_size": 32, "lr": 0.05,
+        "image_size": 16, "embed_samples": 50}
+
+
+def _cfg(tmp_path, **kw):
+    return api.make_config("scratch", overrides={**BASE, "out": str(tmp_path / "runs"), **kw})
+
+
+def test_learns_well_above_chance_and_writes_the_run_directory(tmp_path):
+    result = api.train(_cfg(tmp_path))
+    s = result.summary
+    assert s["status"] == "complete" and s["test_acc"] > 0.5  # chance is 0.1
+    for key in ("recipe", "model", "dataset", "epochs", "best_val_acc", "best_epoch", "train_time_s", "images_per_s",
+                "params_total", "params_trainable"):
+        assert key in s, key
+    files = {p.name for p in result.path.iterdir()}
+    assert {"summary.json", "config.json", "metrics.csv", "split.npz", "predictions.npz", "checkpoints"} <= files
+    cfg = json.loads((result.path / "config.json").read_text())
+    assert cfg["dataset"]["digest"] and cfg["split"]["digest"] and cfg["versions"]["torch"]
+    rows = (result.path / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,lr,train_loss,train_acc,val_loss,val_acc")
+    pred = np.load(result.path / "predictions.npz")
+    assert pred["logits"].shape == (300, 10) and (pred["preds"] == pred["logits"].argmax(1)).all()
+    assert s["test_acc"] == pytest.approx((pred["preds"] == pred["labels"]).mean())
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    full = api.train(_cfg(tmp_path, name="full", deterministic=True))
+    import cifarlab.recipes.scratch as scratch
+
+    real_fit = scratch.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def stop(epoch):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, on_epoch_end=stop)
+
+    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(_cfg(tmp_path, name="cut", deterministic=True))
+    cut_dir = tmp_path / "runs" / "cut"
+    assert json.loads((cut_dir / "summary.json").read_text())["status"] == "failed"
+    monkeypatch.setattr(scratch, "fit", real_fit)
+    resumed = api.train(_cfg(tmp_path, name="cut", deterministic=True, resume=True))
+    a = checkpoint.load(full.path / "checkpoints" / "last.pt")
+    b = checkpoint.load(resumed.path / "checkpoints" / "last.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["train_loss"] for r in a["history"]] == [r["train_loss"] for r in b["history"]]
+    assert resumed.summary["test_acc"] == full.summary["test_acc"]
+
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path):
+    api.train(_cfg(tmp_path, epochs=1))
+    with pytest.raises(CifarlabError, match="already holds a run .*--resume.*--overwrite"):
+        api.train(_cfg(tmp_path, epochs=1))
+    assert api.train(_cfg(tmp_path, epochs=1, overwrite=True)).summary["status"] == "complete"
+
+
+def test_bad_data_leaves_only_a_failed_status(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        api.train(_cfg(tmp_path, dataset=f"folder:{tmp_path / 'missing'}"))
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert [p.name for p in run_dir.iterdir()] == ["summary.json"]
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "failed" and "does not exist" in s["error"]
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from cifarlab.objectives import classification
+
+    real = classification.Classification.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, *a):
+        loss, c, k = real(self, *a)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 20 else loss), c, k
+
+    monkeypatch.setattr(classification.Classification, "train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step 19 \(epoch 2\).*checkpoint \(epoch 1\) is kept"):
+        api.train(_cfg(tmp_path))
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"] == 1
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "failed" and "step 19" in s["error"]
+
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
+    from cifarlab.cli import main
+
+    assert main(["train", "--model", "resnet81", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: unknown model 'resnet81'; choose from:")
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,92 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cifarlab import api, config
+from cifarlab.config import RunConfig, ScratchConfig, TransferConfig
+from cifarlab.errors import ConfigError
+
+
+def test_defaults_then_file_then_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('epochs = 7\nlr = 0.05\nmodel = "cnn_small"\n')
+    cfg = api.make_config("scratch", str(f), {"lr": 0.2}, ["batch_size=32"])
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.model) == (7, 0.2, 32, "cnn_small")
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError, match=r"unknown config key 'learning_rate'; valid keys: recipe, model"):
+        api.make_config("scratch", sets=["learning_rate=0.1"])
+
+
+def test_key_of_another_recipe_is_rejected():
+    with pytest.raises(ConfigError, match="unknown config key 'resolution'"):
+        api.make_config("scratch", overrides={"resolution": 128})
+    assert api.make_config("linear", overrides={"resolution": 128}).resolution == 128
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("lr=-0.1", r"lr=-0.1 is out of range; allowed: > 0.0"),
+    ("train_fraction=1.5", r"train_fraction=1.5 is out of range; allowed: <= 1.0"),
+    ("optimizer=adam", r"optimizer='adam' is not allowed; choose from: sgd, adamw"),
+    ("epochs=three", r"epochs='three': expected int"),
+    ("nesterov=maybe", r"nesterov='maybe': expected bool"),
+    ("milestones=0.5,1.5", r"milestones=.*strictly between 0 and 1"),
+])
+def test_bad_values_name_the_key_and_the_allowed_values(pair, message):
+    with pytest.raises(ConfigError, match=message):
+        api.make_config("scratch", sets=[pair])
+
+
+def test_contradictory_options():
+    with pytest.raises(ConfigError, match="per_class=10 and train_fraction=0.5 both select"):
+        api.make_config("scratch", sets=["per_class=10", "train_fraction=0.5"])
+    with pytest.raises(ConfigError, match="resume=true and overwrite=true"):
+        api.make_config("scratch", overrides={"resume": True, "overwrite": True})
+
+
+def test_unknown_recipe_and_model_list_choices():
+    with pytest.raises(ConfigError, match=r"unknown recipe 'scrach'; choose from: .*scratch"):
+        api.make_config("scrach")
+    with pytest.raises(ConfigError, match=r"unknown model 'resnet81'; choose from: alexnet, .*resnet18"):
+        api.make_config("scratch", overrides={"model": "resnet81"})
+
+
+def test_bad_toml_file(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        api.make_config(config_file=str(f))
+    with pytest.raises(ConfigError, match="does not exist"):
+        api.make_config(config_file=str(tmp_path / "missing.toml"))
+
+
+def test_env_dataset_is_a_default_that_flags_override(monkeypatch):
+    monkeypatch.setenv("CIFARLAB_DATASET", "synthetic")
+    assert api.make_config("scratch").dataset == "synthetic"
+    assert api.make_config("scratch", overrides={"dataset": "cifar100"}).dataset == "cifar100"
+
+
+_KEYS = config.keys(TransferConfig)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.one_of(st.sampled_from(_KEYS), st.text(min_size=1, max_size=12)), value=st.text(max_size=12))
+def test_parser_never_crashes_and_accepts_only_valid_values(key, value):
+    """Property: any key=value either yields a config that passes validation or raises ConfigError."""
+    try:
+        cfg = config.build(TransferConfig, config.parse_overrides([f"{key}={value}"]))
+    except ConfigError:
+        return
+    config.validate(cfg)
+    assert isinstance(cfg, RunConfig)
+
+
+@settings(max_examples=200, deadline=None)
+@given(lr=st.floats(allow_nan=True, allow_infinity=True), frac=st.floats(-2, 3))
+def test_numeric_ranges_hold_for_every_accepted_config(lr, frac):
+    try:
+        cfg = config.build(ScratchConfig, {"lr": lr, "train_fraction": frac})
+    except ConfigError:
+        return
+    assert 0 < cfg.lr <= 100 and 0 < cfg.train_fraction <= 1
