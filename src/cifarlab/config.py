@@ -57,7 +57,8 @@ class RunConfig:
     crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
     seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps")
-    amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere", choices=("auto", "bf16", "off"))
+    amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",
+                   choices=("auto", "bf16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
     compile: bool = opt(False, "torch.compile the model")
     deterministic: bool = opt(False, "deterministic kernels (slower; makes resume bit-exact on GPU)")
@@ -78,7 +79,8 @@ class RunConfig:
         if self.resume and self.overwrite:
             raise ConfigError("resume=true and overwrite=true contradict each other; set only one")
         if any(not isinstance(m, (int, float)) or not 0 < m < 1 for m in self.milestones):
-            raise ConfigError(f"milestones={self.milestones!r}: expected fractions of training strictly between 0 and 1")
+            raise ConfigError(f"milestones={self.milestones!r}: expected fractions of training strictly between "
+                              "0 and 1")
 
 
 @dataclass

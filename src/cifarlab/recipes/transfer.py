@@ -159,4 +159,5 @@ for _regime in ("linear", "partial", "finetune"):
     RECIPES.register(_regime)(Recipe(TransferConfig, run, {
         "linear": "Transfer: frozen pretrained backbone + linear head (cached embeddings without augmentation).",
         "partial": "Transfer: last block + head trainable, the rest frozen (BatchNorm included).",
-        "finetune": "Transfer: everything trainable, discriminative learning rates (backbone = lr x factor)."}[_regime]))
+        "finetune": "Transfer: everything trainable, discriminative learning rates (backbone = lr x factor).",
+    }[_regime]))

@@ -1,0 +1,48 @@
+"""Helpers shared by the benchmark scripts: data location, timing, machine description."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+CIFAR_PNG = SHARED / "cifar10-png.tar.gz"
+
+
+def cifar_or_exit(root: str | None = None):
+    """The real CIFAR-10 copy (lossless PNG) loaded as uint8 tensors, or exit 0 with a note when absent."""
+    from cifarlab.data import load_dataset
+
+    path = Path(os.environ.get("CIFARLAB_CIFAR_PNG", CIFAR_PNG))
+    if not path.is_file():
+        print(f"skipped: {path} not present")
+        raise SystemExit(0)
+    return load_dataset(f"folder:{path}", root)
+
+
+def median_time(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def med(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> str:
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+    return (f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, {dev}), "
+            f"torch {torch.__version__}, {datetime.date.today().isoformat()}")
