@@ -106,13 +106,14 @@ class TransferConfig(RunConfig):
     weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
                         "'random' for the control; '' = use `weights`")
-    resolution: int = opt(224, "input side length; the 32x32 images are resized on the device", lo=16, hi=1024)
+    resolution: int = opt(0, "input side length; images are resized on the device; 0 = the weights' native size "
+                             "(224 for ImageNet weights, 32 for CIFAR-stem models)", lo=0, hi=1024)
     backbone_lr_factor: float = opt(0.1, "finetune/partial: backbone lr = lr x this", lo=0.0, hi=10.0)
     layer_decay: float = opt(1.0, "finetune: lr multiplier per block counted back from the last", lo=0.0,
                              lo_open=True, hi=1.0)
     cache_embeddings: bool = opt(True, "linear without augmentation: compute frozen embeddings once and reuse them")
-    flip_features: bool = opt(True, "cached linear probe: also embed flipped train images and average test "
-                                    "embeddings over flips")
+    flip_features: bool = opt(False, "cached linear probe: also embed flipped images (train on both, average "
+                                     "over flips for val/test); doubles the embedding time")
 
 
 @dataclass
@@ -140,6 +141,8 @@ class SupConConfig(RunConfig):
 @dataclass
 class RotationConfig(RunConfig):
     """Label-free rotation prediction (Gidaris et al. 2018): each image in all four rotations, labels 0..3."""
+
+    label_free = True  # class attribute, not a key: the split and everything in training ignore class labels
 
     recipe: str = opt("rotation", "rotation")
     epochs: int = opt(30, "pretraining epochs", lo=1, hi=10000)

@@ -150,7 +150,9 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size)
-    split = make_split(data.train_y, per_class=cfg.per_class, train_fraction=cfg.train_fraction,
+    # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in
+    strata = torch.zeros_like(data.train_y) if getattr(cfg, "label_free", False) else data.train_y
+    split = make_split(strata, per_class=cfg.per_class, train_fraction=cfg.train_fraction,
                        val_fraction=cfg.val_fraction, seed=cfg.seed)
     x_used = data.train_x[split.train].double().div_(255)
     mean = tuple(round(v, 4) for v in x_used.mean(dim=(0, 2, 3)).tolist())
@@ -189,6 +191,11 @@ def to_device(model: nn.Module, p: Prepared, cfg: RunConfig) -> tuple[nn.Module,
     if cfg.compile:
         fwd = torch.compile(model)  # type: ignore[assignment]
     return model, fwd
+
+
+def input_format(p: Prepared, cfg: RunConfig) -> torch.memory_format:
+    """The memory format batches are handed to the model in (channels_last on CUDA unless switched off)."""
+    return memory_format(p.device, cfg.channels_last)
 
 
 def warn(msg: str) -> None:

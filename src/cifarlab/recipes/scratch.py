@@ -11,14 +11,14 @@ from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import create_model
 from cifarlab.objectives import Classification
-from cifarlab.recipes.common import RECIPES, Recipe, finish_classifier, prepare, to_device
+from cifarlab.recipes.common import RECIPES, Recipe, finish_classifier, input_format, prepare, to_device
 
 
 def run(cfg: ScratchConfig, run_dir: RunDir) -> dict[str, Any]:
     p = prepare(cfg, run_dir)
     model = create_model(cfg.model, num_classes=p.data.num_classes, weights="none")
     model, fwd = to_device(model, p, cfg)
-    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding)
+    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg))
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, cfg, run_dir, p.device,
                  forward_model=fwd)

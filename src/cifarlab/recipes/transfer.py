@@ -25,7 +25,7 @@ from cifarlab.engine.rundir import RunDir
 from cifarlab.errors import CheckpointError
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification, FeatureClassification
-from cifarlab.recipes.common import RECIPES, Prepared, Recipe, finish_classifier, prepare, to_device, warn
+from cifarlab.recipes.common import RECIPES, Prepared, Recipe, finish_classifier, input_format, prepare, to_device, warn
 
 
 def build_backbone(cfg: TransferConfig, num_classes: int) -> Backbone:
@@ -80,7 +80,7 @@ def _weights_id(cfg: TransferConfig) -> str:
 def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: Augment) -> dict[str, torch.Tensor]:
     """Frozen embeddings of the used train images and the test images, computed once and kept on disk, keyed by
     backbone, weights, resolution, normalisation and dataset content."""
-    key = "|".join([model.name, _weights_id(cfg), str(cfg.resolution), str(augment.mean), str(augment.std),
+    key = "|".join([model.name, _weights_id(cfg), str(augment.resolution), str(augment.mean), str(augment.std),
                     p.data.digest, str(cfg.flip_features), "v1"])
     path = Path(cfg.data_root or default_root()) / "cache" / "embeddings" / (
         hashlib.sha256(key.encode()).hexdigest()[:24] + ".pt")
@@ -90,10 +90,11 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
         except CheckpointError:
             pass  # rebuilt below
     used = torch.cat([p.split.train, p.split.val]).sort().values
-    model.eval()
+    # inference only: channels_last also on the CPU, where it measured 1.8x faster for lite0 at 128 px (oneDNN)
+    model.eval().to(memory_format=torch.channels_last)
 
     def features(x: torch.Tensor) -> torch.Tensor:
-        return model.forward_features(augment.eval(x))
+        return model.forward_features(augment.eval(x).contiguous(memory_format=torch.channels_last))
 
     def both_flips(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([features(x), features(x.flip(3))], 1)  # (B, 2, D)
@@ -135,14 +136,16 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
     model = build_backbone(cfg, p.data.num_classes)
     dc = model.data_config
     mean, std = (dc.mean, dc.std) if dc.mean else (p.mean, p.std)
-    if not dc.cifar_stem and cfg.resolution < 64:
+    if not dc.cifar_stem and 0 < cfg.resolution < 64:
         warn(f"{cfg.model} has an ImageNet stem (it downsamples 32x); at resolution={cfg.resolution} its last "
              "stages see 1x1 maps. Use resolution>=128, or a CIFAR-stem model")
-    augment = Augment(cfg.augment, mean, std, cfg.crop_padding, resolution=cfg.resolution)
+    resolution = cfg.resolution or dc.input_size
+    augment = Augment(cfg.augment, mean, std, cfg.crop_padding, resolution=resolution,
+                      memory_format=input_format(p, cfg))
     regime = cfg.recipe
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
     model, fwd = to_device(model, p, cfg)
-    extra = {"regime": regime, "resolution": cfg.resolution, "weights": cfg.init or cfg.weights,
+    extra = {"regime": regime, "resolution": resolution, "weights": cfg.init or cfg.weights,
              "trainable_blocks": [b for b in model.block_names() if b not in model.frozen_blocks],
              "normalisation": {"mean": list(mean), "std": list(std)}}
     if regime == "linear" and cfg.augment == "none" and cfg.cache_embeddings:
