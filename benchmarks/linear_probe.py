@@ -50,7 +50,8 @@ def product(per_class: int, resolution: int, epochs: int, extra: list[str]) -> t
         for f in shared_root.glob("folder-*.npz"):  # reuse the decoded images, not the embeddings
             (cache / f.name).symlink_to(f.resolve())
         cfg = api.make_config("linear", overrides={
-            "dataset": f"folder:{os.environ.get('CIFARLAB_CIFAR_PNG', CIFAR_PNG)}", "data_root": str(Path(tmp) / "data"),
+            "dataset": f"folder:{os.environ.get('CIFARLAB_CIFAR_PNG', CIFAR_PNG)}",
+            "data_root": str(Path(tmp) / "data"),
             "model": "efficientnet_lite0", "per_class": per_class, "resolution": resolution, "epochs": epochs,
             "out": str(Path(tmp) / "runs"), "progress": "off"}, sets=extra)
         t0 = time.perf_counter()

@@ -54,6 +54,21 @@ def train(cfg: RunConfig) -> RunResult:
     return execute(cfg)
 
 
+def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding: str = "tsne") -> str:
+    """Write an HTML (self-contained) or Markdown report of every run under ``runs_dir``."""
+    from cifarlab.analysis.report import build
+
+    return str(build(runs_dir, fmt, out, embedding))
+
+
+def study(study_file: str, out: str, report: bool = True) -> tuple[list[str], str | None]:
+    """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report."""
+    from cifarlab.recipes.study import run_study
+
+    failed, path = run_study(study_file, out, report)
+    return failed, str(path) if path else None
+
+
 def keys_help(recipe: str) -> str:
     return config_mod.help_table(RECIPES.get(recipe).config_class)
 

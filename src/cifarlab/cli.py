@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from cifarlab import api
 from cifarlab.errors import CifarlabError
@@ -34,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(train)
     keys = sub.add_parser("keys", help="list the config keys of a recipe with defaults and allowed values")
     keys.add_argument("--recipe", default="scratch")
+    rep = sub.add_parser("report", help="write a report of the run directories under RUNS_DIR")
+    rep.add_argument("runs_dir")
+    rep.add_argument("-o", "--output", default=None, help="output file (default RUNS_DIR/report.html or .md)")
+    rep.add_argument("--format", choices=("html", "md"), default="html")
+    rep.add_argument("--embedding", choices=("tsne", "umap", "none"), default="tsne",
+                     help="2-D projection of test embeddings (umap needs umap-learn)")
+    st = sub.add_parser("study", help="run a study file (TOML), skipping complete runs, then write the report")
+    st.add_argument("study_file")
+    st.add_argument("--out", required=True, help="folder for the study's run directories and report")
+    st.add_argument("--no-report", action="store_true")
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list recipes")
     return parser
@@ -54,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             metric = next((f"{k} {100 * s[k]:.2f}%" for k in ("test_acc", "linear_acc", "rotation_test_acc")
                            if isinstance(s.get(k), float)), "")
             print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
+        elif args.command == "report":
+            out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
+            print(api.report(args.runs_dir, out, args.format, args.embedding))
+        elif args.command == "study":
+            failed, report = api.study(args.study_file, args.out, not args.no_report)
+            if failed:
+                print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
+                return 1
         elif args.command == "keys":
             print(api.keys_help(args.recipe))
         elif args.command == "models":

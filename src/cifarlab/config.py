@@ -38,6 +38,8 @@ class RunConfig:
                              "else 32", lo=0, hi=1024)
     train_fraction: float = opt(1.0, "stratified fraction of the train split to use", lo=0.0, hi=1.0, lo_open=True)
     per_class: int = opt(0, "use N train images per class (stratified, seeded); 0 = all", lo=0)
+    test_per_class: int = opt(0, "evaluate on a stratified, seeded subset of N test images per class (quick "
+                                 "studies); 0 = the whole test split", lo=0)
     val_fraction: float = opt(0.1, "fraction of the used train images held out (stratified) for model selection",
                               lo=0.0, hi=0.5)
     epochs: int = opt(30, "training epochs", lo=1, hi=10000)
@@ -107,7 +109,7 @@ class TransferConfig(RunConfig):
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
                         "'random' for the control; '' = use `weights`")
     resolution: int = opt(0, "input side length; images are resized on the device; 0 = the weights' native size "
-                             "(224 for ImageNet weights, 32 for CIFAR-stem models)", lo=0, hi=1024)
+                             "(224 for ImageNet weights; the data's own size for CIFAR-stem models)", lo=0, hi=1024)
     backbone_lr_factor: float = opt(0.1, "finetune/partial: backbone lr = lr x this", lo=0.0, hi=10.0)
     layer_decay: float = opt(1.0, "finetune: lr multiplier per block counted back from the last", lo=0.0,
                              lo_open=True, hi=1.0)

@@ -41,6 +41,7 @@ class Recipe:
 
 
 RECIPES: Registry = Registry("recipe")
+MISCLASSIFIED_KEPT = 32  # test images saved in predictions.npz for the report's grid
 
 
 @dataclass
@@ -154,11 +155,14 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     strata = torch.zeros_like(data.train_y) if getattr(cfg, "label_free", False) else data.train_y
     split = make_split(strata, per_class=cfg.per_class, train_fraction=cfg.train_fraction,
                        val_fraction=cfg.val_fraction, seed=cfg.seed)
+    test_keep = torch.arange(len(data.test_y))
+    if cfg.test_per_class:
+        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, val_fraction=0.0, seed=cfg.seed).train
     x_used = data.train_x[split.train].double().div_(255)
     mean = tuple(round(v, 4) for v in x_used.mean(dim=(0, 2, 3)).tolist())
     std = tuple(round(v, 4) for v in x_used.std(dim=(0, 2, 3)).tolist())
     del x_used
-    np.savez(run.path / "split.npz", train=split.train.numpy(), val=split.val.numpy())
+    np.savez(run.path / "split.npz", train=split.train.numpy(), val=split.val.numpy(), test=test_keep.numpy())
     run.write_config({
         "config": to_dict(cfg), "versions": versions(), "git_commit": _git_commit(), "command": sys.argv,
         "host": platform.node(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -174,7 +178,8 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     })
     fit = FitData(x=data.train_x.to(device), y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
-    return Prepared(data, split, device, fit, data.test_x.to(device), data.test_y.to(device), mean, std)
+    return Prepared(data, split, device, fit, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
+                    mean, std)
 
 
 def _device_name(device: torch.device) -> str:
@@ -228,9 +233,14 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
     test_acc = (preds == labels).float().mean().item()
     test_loss = nn.functional.cross_entropy(logits, labels).item()
     keep = stratified_sample(labels.cpu(), cfg.embed_samples, seed=cfg.seed)
+    conf = logits.softmax(1).max(1).values
+    wrong = torch.nonzero(preds != labels).flatten()
+    mis = wrong[conf[wrong].argsort(descending=True)[:MISCLASSIFIED_KEPT]]  # the most confident mistakes
     np.savez(run.path / "predictions.npz", labels=labels.cpu().numpy(), preds=preds.cpu().numpy(),
              logits=logits.cpu().numpy().astype(np.float32), classes=np.array(p.data.classes),
-             embed_idx=keep.numpy(), embeddings=feats[keep.to(feats.device)].cpu().numpy().astype(np.float16))
+             embed_idx=keep.numpy(), embeddings=feats[keep.to(feats.device)].cpu().numpy().astype(np.float16),
+             mis_idx=mis.cpu().numpy(), mis_conf=conf[mis].cpu().numpy(),
+             mis_images=p.test_x[mis].permute(0, 2, 3, 1).cpu().numpy())
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     return {
         "epochs": len(result.history), "test_acc": test_acc, "test_loss": test_loss,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,32 +18,46 @@ from cifarlab.objectives import FeatureClassification
 from cifarlab.recipes.common import Prepared
 
 
-def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of every train-split image (indexable like ``p.fit.x``) and of the test images."""
-    return (embed(fn, p.fit.x, cfg.eval_batch_size, p.device, cfg.amp),
-            embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
+@dataclass
+class Embedded:
+    """Frozen embeddings of the images a run uses: ``train`` rows follow ``used`` (sorted train-split indices)."""
+
+    used: torch.Tensor  # (U,) indices into the dataset's train split
+    train: torch.Tensor  # (U, D)
+    test: torch.Tensor  # (M, D)
+
+    def rows(self, idx: torch.Tensor) -> torch.Tensor:
+        """Row numbers in ``train`` of dataset indices ``idx``."""
+        return torch.searchsorted(self.used, idx)
 
 
-def linear_probe(p: Prepared, train_f: torch.Tensor, cfg: RunConfig, epochs: int, lr: float,
+def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig) -> Embedded:
+    """Embeddings of the train and validation images of the split (not the whole train split) and the test set."""
+    used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
+    return Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp),
+                    embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
+
+
+def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: float,
                  run_dir: RunDir) -> tuple[nn.Module, FitResult]:
     """A linear head trained on cached frozen embeddings (selected on the validation split); its per-epoch
     metrics go to ``linear_metrics.csv``."""
-    head = nn.Linear(train_f.shape[1], p.data.num_classes).to(p.device)
+    head = nn.Linear(emb.train.shape[1], p.data.num_classes).to(p.device)
     probe_cfg = replace(cfg, lr=lr, epochs=epochs, batch_size=min(256, cfg.batch_size), schedule="cosine",
                         warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.0, optimizer="sgd",
                         max_steps_per_epoch=0, resume=False)
-    data = FitData(x=train_f, y=p.fit.y, train_idx=p.fit.train_idx, val_idx=p.fit.val_idx)
+    data = FitData(x=emb.train, y=p.fit.y[emb.used], train_idx=emb.rows(p.fit.train_idx),
+                   val_idx=emb.rows(p.fit.val_idx))
     opt = make_optimizer(param_groups(head.named_parameters(), 0.0), probe_cfg)
     result = fit(head, FeatureClassification(), data, opt, probe_cfg, None, p.device, log=lambda m: None)
     _write_rows(run_dir, "linear_metrics.csv", result.history)
     return head, result
 
 
-def knn_accuracy(p: Prepared, train_f: torch.Tensor, test_f: torch.Tensor, k: int, temperature: float) -> float:
+def knn_accuracy(p: Prepared, emb: Embedded, k: int, temperature: float) -> float:
     """Weighted kNN accuracy on the test set with the training images (not validation) as the memory bank."""
-    scores = knn_predict(train_f[p.fit.train_idx], p.fit.y[p.fit.train_idx], test_f, p.data.num_classes, k,
-                         temperature)
+    rows = emb.rows(p.fit.train_idx)
+    scores = knn_predict(emb.train[rows], p.fit.y[p.fit.train_idx], emb.test, p.data.num_classes, k, temperature)
     return (scores.argmax(1) == p.test_y).float().mean().item()
 
 

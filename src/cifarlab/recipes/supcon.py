@@ -57,10 +57,11 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
     def embed_fn(x: torch.Tensor) -> torch.Tensor:
         return encoder.forward_features(views.eval(x))
 
-    train_f, test_f = frozen_embeddings(p, embed_fn, cfg)
-    head, probe = linear_probe(p, train_f, cfg, cfg.linear_epochs, cfg.linear_lr, run_dir)
-    extra["knn_acc"] = knn_accuracy(p, train_f, test_f, cfg.knn_k, cfg.knn_temperature)
-    summary = finish_classifier(cfg, run_dir, p, embed_fn, head, pretrain, encoder.param_counts(), test_features=test_f)
+    emb = frozen_embeddings(p, embed_fn, cfg)
+    head, probe = linear_probe(p, emb, cfg, cfg.linear_epochs, cfg.linear_lr, run_dir)
+    extra["knn_acc"] = knn_accuracy(p, emb, cfg.knn_k, cfg.knn_temperature)
+    summary = finish_classifier(cfg, run_dir, p, embed_fn, head, pretrain, encoder.param_counts(),
+                                test_features=emb.test)
     summary.update(extra, linear_acc=summary["test_acc"], pretrain_best_epoch=pretrain.best_epoch,
                    pretrain_best_val_loss=pretrain.best_value, linear_best_val_acc=probe.best_value,
                    best_val_acc=probe.best_value, selection="pretraining: lowest validation loss; linear head: best "

@@ -139,7 +139,7 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
     if not dc.cifar_stem and 0 < cfg.resolution < 64:
         warn(f"{cfg.model} has an ImageNet stem (it downsamples 32x); at resolution={cfg.resolution} its last "
              "stages see 1x1 maps. Use resolution>=128, or a CIFAR-stem model")
-    resolution = cfg.resolution or dc.input_size
+    resolution = cfg.resolution or (p.data.image_size if dc.cifar_stem else dc.input_size)
     augment = Augment(cfg.augment, mean, std, cfg.crop_padding, resolution=resolution,
                       memory_format=input_format(p, cfg))
     regime = cfg.recipe

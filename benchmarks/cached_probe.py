@@ -1,0 +1,59 @@
+"""Linear probe on cached embeddings vs the course-notebook way (the frozen backbone re-run every epoch), at equal
+epochs, same subset, same head optimiser. Both through ``cifarlab train --recipe linear``; the notebook way is
+``--set cache_embeddings=false``. Wall time is the whole run (embedding, head training, test evaluation).
+
+    python benchmarks/cached_probe.py [--per-class 100] [--resolution 96] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CIFAR_PNG, cifar_or_exit, machine  # noqa: E402
+
+from cifarlab import api  # noqa: E402
+
+
+def run(cached: bool, args, tmp: Path) -> tuple[float, float, dict]:
+    data_root = tmp / ("cached" if cached else "notebook")
+    (data_root / "cache").mkdir(parents=True)
+    for f in (Path(os.environ.get("CIFARLAB_DATA", "./data")) / "cache").glob("folder-*.npz"):
+        (data_root / "cache" / f.name).symlink_to(f.resolve())  # decoded images shared; embeddings not
+    cfg = api.make_config("linear", overrides={
+        "dataset": f"folder:{os.environ.get('CIFARLAB_CIFAR_PNG', CIFAR_PNG)}", "data_root": str(data_root),
+        "model": "efficientnet_lite0", "per_class": args.per_class, "resolution": args.resolution,
+        "epochs": args.epochs, "test_per_class": args.test_per_class, "out": str(tmp / "runs"),
+        "name": "cached" if cached else "notebook", "progress": "off", "cache_embeddings": cached})
+    t0 = time.perf_counter()
+    s = api.train(cfg).summary
+    return s["test_acc"], time.perf_counter() - t0, s
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--per-class", type=int, default=100)
+    ap.add_argument("--test-per-class", type=int, default=200)
+    ap.add_argument("--resolution", type=int, default=96)
+    ap.add_argument("--epochs", type=int, default=5)
+    args = ap.parse_args()
+    cifar_or_exit()
+    with tempfile.TemporaryDirectory() as tmp:
+        acc_n, t_n, _ = run(False, args, Path(tmp))
+        acc_c, t_c, _ = run(True, args, Path(tmp))
+    print(f"machine: {machine()}")
+    print(f"data: CIFAR-10 lossless PNG copy; {args.per_class}/class train (seed 0, 10% of it validation), "
+          f"{args.test_per_class}/class test; {args.resolution} px; efficientnet_lite0; {args.epochs} epochs")
+    print(f"{'method':<52} {'test acc':>9} {'wall s':>8}")
+    print(f"{'frozen backbone re-run every epoch (notebook way)':<52} {100 * acc_n:>8.2f}% {t_n:>8.1f}")
+    print(f"{'cached embeddings (cifarlab default)':<52} {100 * acc_c:>8.2f}% {t_c:>8.1f}")
+    print(f"accuracy difference {100 * (acc_c - acc_n):+.2f} points; wall-time ratio {t_n / t_c:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""Studies: a TOML file lists runs (recipe + keys, seeds, sweeps); ``run_study`` runs them in order into one
+folder, skips complete runs, resumes interrupted ones, and ends by writing the report.
+
+Study file::
+
+    [study]
+    name = "quick"
+    description = "..."
+
+    [defaults]               # keys applied to every run (a run's own keys win)
+    per_class = 100
+
+    [[runs]]
+    recipe = "rotation"
+    name = "rot-s{seed}"     # optional; {seed}, {per_class} and any key of the run are filled in
+    seeds = [0, 1]           # one run per seed
+    epochs = 5
+
+    [[runs]]
+    recipe = "finetune"
+    init = "@rot-s{seed}"    # '@NAME' = the run directory of another run of this study
+    per_class = [20, 100]    # a list sweeps: one run per value
+    series = "rotation + finetune"   # groups runs into a curve of accuracy vs per_class in the report
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cifarlab import config as config_mod
+from cifarlab.engine.checkpoint import write_json
+from cifarlab.engine.rundir import read_json
+from cifarlab.errors import CifarlabError, ConfigError
+from cifarlab.recipes.common import RECIPES, execute, run_name
+
+SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
+
+
+@dataclass
+class PlannedRun:
+    name: str
+    recipe: str
+    keys: dict[str, Any]
+    series: str | None
+
+
+def load_study(path: str | Path, out: str | Path) -> tuple[dict[str, Any], list[PlannedRun]]:
+    """Parse and validate a study file into the runs it describes (every config is checked before any run)."""
+    from cifarlab.api import make_config
+
+    doc = config_mod.load_toml(path)
+    unknown = set(doc) - {"study", "defaults", "runs"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: study, defaults, runs")
+    meta, defaults, entries = doc.get("study", {}), doc.get("defaults", {}), doc.get("runs", [])
+    if not entries:
+        raise ConfigError(f"{path}: no [[runs]] entries")
+    planned = []
+    for i, entry in enumerate(entries, 1):
+        entry = {**defaults, **entry}
+        if "recipe" not in entry:
+            raise ConfigError(f"{path}: run {i} has no recipe")
+        seeds = entry.pop("seeds", [entry.get("seed", 0)])
+        series = entry.pop("series", None)
+        template = entry.pop("name", None)
+        sweeps = {k: v for k, v in entry.items() if k in SWEEPABLE and isinstance(v, list)}
+        for seed, *values in itertools.product(seeds, *sweeps.values()):
+            keys = {**entry, **dict(zip(sweeps, values)), "seed": seed, "out": str(out)}
+            fill = {k: v for k, v in keys.items() if isinstance(v, (str, int, float))}
+            if isinstance(keys.get("init"), str) and keys["init"].startswith("@"):
+                keys["init"] = str(Path(out) / keys["init"][1:].format(**fill))
+            if template:
+                keys["name"] = template.format(**fill)
+            try:
+                cfg = make_config(keys["recipe"], overrides=keys)
+            except ConfigError as exc:
+                raise ConfigError(f"{path}: run {i} ({keys['recipe']}): {exc}") from None
+            planned.append(PlannedRun(run_name(cfg), keys["recipe"], keys, series))
+    names = [p.name for p in planned]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: several runs would share the run directory name(s) {dupes}; give them names")
+    return meta, planned
+
+
+def run_study(path: str | Path, out: str | Path, report: bool = True, log=None) -> tuple[list[str], Path | None]:
+    """Run every planned run not yet complete; returns (failed run names, report path)."""
+    from cifarlab.api import make_config
+
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    meta, planned = load_study(path, out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    failed, durations = [], []
+    study_name = meta.get("name", Path(path).stem)
+    for i, run in enumerate(planned, 1):
+        run_dir = Path(out) / run.name
+        status = read_json(run_dir / "summary.json").get("status")
+        remaining = len(planned) - i + 1
+        eta = f", ETA {sum(durations) / len(durations) * remaining / 60:.1f} min" if durations else ""
+        if status == "complete":
+            log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} already complete, skipped")
+            continue
+        log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} ({run.recipe}"
+            f"{', resuming' if status else ''}){eta}")
+        keys = {**run.keys, "resume": bool(status)}
+        t0 = time.perf_counter()
+        try:
+            result = execute(make_config(run.recipe, overrides=keys))
+            if run.series:
+                write_json(result.path / "summary.json", {**result.summary, "study_series": run.series})
+        except CifarlabError as exc:
+            log(f"[study {study_name}] run {run.name} failed: {exc}")
+            failed.append(run.name)
+        durations.append(time.perf_counter() - t0)
+    report_path = None
+    if report:
+        from cifarlab.analysis.report import build
+
+        report_path = build(out, "html", Path(out) / "report.html",
+                            title=f"cifarlab study: {study_name}")
+        log(f"[study {study_name}] report: {report_path}")
+    return failed, report_path
+
+
+def recipe_names() -> list[str]:
+    return RECIPES.names()

@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from cifarlab import api
+from cifarlab.errors import ConfigError
+from cifarlab.recipes.study import load_study
+
+STUDY = """
+[study]
+name = "mini"
+
+[defaults]
+dataset = "synthetic:4:30:10"
+model = "cnn_small"
+image_size = 16
+epochs = 1
+batch_size = 16
+lr = 0.05
+progress = "off"
+embed_samples = 20
+
+[[runs]]
+recipe = "rotation"
+name = "rot-s{seed}"
+seeds = [0, 1]
+
+[[runs]]
+recipe = "finetune"
+init = "@rot-s{seed}"
+name = "ft-pc{per_class}-s{seed}"
+series = "rotation + finetune"
+per_class = [5, 10]
+seeds = [0, 1]
+"""
+
+
+def test_study_runs_skips_complete_and_resumes(tmp_path):
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY)
+    out = tmp_path / "out"
+    meta, planned = load_study(f, out)
+    assert [p.name for p in planned] == ["rot-s0", "rot-s1", "ft-pc5-s0", "ft-pc10-s0", "ft-pc5-s1", "ft-pc10-s1"]
+    failed, report = api.study(str(f), str(out))
+    assert failed == [] and (out / "report.html").is_file()
+    assert json.loads((out / "ft-pc5-s1" / "summary.json").read_text())["study_series"] == "rotation + finetune"
+    assert "Low-label curve" in (out / "report.html").read_text()
+    # mark one run as interrupted: a second study run resumes it and skips the others
+    s = json.loads((out / "rot-s1" / "summary.json").read_text())
+    (out / "rot-s1" / "summary.json").write_text(json.dumps({**s, "status": "running"}))
+    before = {p.name: (p / "metrics.csv").stat().st_mtime for p in out.iterdir() if p.is_dir()}
+    failed, _ = api.study(str(f), str(out), report=False)
+    after = {p.name: (p / "metrics.csv").stat().st_mtime for p in out.iterdir() if p.is_dir()}
+    assert failed == [] and json.loads((out / "rot-s1" / "summary.json").read_text())["status"] == "complete"
+    assert all(before[n] == after[n] for n in before if n != "rot-s1")
+
+
+def test_study_errors_name_the_run_and_key(tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text('[[runs]]\nrecipe = "scratch"\nlearning_rate = 1\n')
+    with pytest.raises(ConfigError, match=r"bad.toml: run 1 \(scratch\): unknown config key 'learning_rate'"):
+        load_study(f, tmp_path)
+
+
+def test_shipped_studies_parse(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    for f in sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.toml")):
+        meta, planned = load_study(f, tmp_path)
+        assert planned, f
