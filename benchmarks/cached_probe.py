@@ -15,16 +15,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_PNG, cifar_or_exit, machine  # noqa: E402
+from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
 
 from cifarlab import api  # noqa: E402
 
 
 def run(cached: bool, args, tmp: Path) -> tuple[float, float, dict]:
-    data_root = tmp / ("cached" if cached else "notebook")
-    (data_root / "cache").mkdir(parents=True)
-    for f in (Path(os.environ.get("CIFARLAB_DATA", "./data")) / "cache").glob("folder-*.npz"):
-        (data_root / "cache" / f.name).symlink_to(f.resolve())  # decoded images shared; embeddings not
+    data_root = fresh_data_root(tmp / ("cached" if cached else "notebook"))
     cfg = api.make_config("linear", overrides={
         "dataset": f"folder:{os.environ.get('CIFARLAB_CIFAR_PNG', CIFAR_PNG)}", "data_root": str(data_root),
         "model": "efficientnet_lite0", "per_class": args.per_class, "resolution": args.resolution,

@@ -21,7 +21,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_PNG, cifar_or_exit, machine  # noqa: E402
+from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
 
 from cifarlab import api  # noqa: E402
 from cifarlab.data import Augment, make_split  # noqa: E402
@@ -44,11 +44,7 @@ def plain_script(data, per_class: int, resolution: int) -> tuple[float, float]:
 
 def product(per_class: int, resolution: int, epochs: int, extra: list[str]) -> tuple[float, float, dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "data" / "cache"
-        cache.mkdir(parents=True)
-        shared_root = Path(os.environ.get("CIFARLAB_DATA", "./data")) / "cache"
-        for f in shared_root.glob("folder-*.npz"):  # reuse the decoded images, not the embeddings
-            (cache / f.name).symlink_to(f.resolve())
+        fresh_data_root(Path(tmp) / "data")
         cfg = api.make_config("linear", overrides={
             "dataset": f"folder:{os.environ.get('CIFARLAB_CIFAR_PNG', CIFAR_PNG)}",
             "data_root": str(Path(tmp) / "data"),

@@ -61,12 +61,31 @@ def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding
     return str(build(runs_dir, fmt, out, embedding))
 
 
-def study(study_file: str, out: str, report: bool = True) -> tuple[list[str], str | None]:
-    """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report."""
+def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None
+          ) -> tuple[list[str], str | None]:
+    """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report.
+    ``gpus``: run independent runs concurrently, one per listed CUDA device (or ``cpu`` slot)."""
     from cifarlab.recipes.study import run_study
 
-    failed, path = run_study(study_file, out, report)
+    failed, path = run_study(study_file, out, report, gpus=gpus)
     return failed, str(path) if path else None
+
+
+def bench(dataset: str | None = None, data_root: str | None = None, device: str = "auto", model: str = "resnet18",
+          batch_size: int = 512, steps: int = 10, repeats: int = 3, workers: int = 2,
+          probe_model: str = "efficientnet_lite0", resolution: int = 128) -> str:
+    """Scratch and linear-probe hot loops vs the notebook pipeline; returns the table as text."""
+    import os
+
+    from cifarlab.data import load_dataset
+    from cifarlab.engine import bench as b
+    from cifarlab.engine.device import resolve_device
+
+    dev = resolve_device(device)
+    data = load_dataset(dataset or os.environ.get("CIFARLAB_DATASET") or "cifar10", data_root)
+    rows = b.bench_scratch(data.train_x, data.train_y, model, batch_size, steps, repeats, dev, workers)
+    rows += b.bench_embed(data.train_x, probe_model, resolution, min(batch_size, 256), steps, repeats, dev)
+    return f"device: {dev} ({b.__doc__.splitlines()[0]})\n" + b.format_rows(rows)
 
 
 def keys_help(recipe: str) -> str:

@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study_file")
     st.add_argument("--out", required=True, help="folder for the study's run directories and report")
     st.add_argument("--no-report", action="store_true")
+    st.add_argument("--gpus", default=None, help="comma-separated CUDA devices (or 'cpu' slots) to run independent "
+                                                 "runs concurrently, one per device, e.g. 0,1,2,3")
+    b = sub.add_parser("bench", help="hot-loop throughput vs the notebook pipeline, TFLOP/s and MFU (CUDA)")
+    b.add_argument("--dataset", default=None, help="default: $CIFARLAB_DATASET or cifar10")
+    b.add_argument("--data-root", default=None)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--model", default="resnet18")
+    b.add_argument("--batch-size", type=int, default=512)
+    b.add_argument("--steps", type=int, default=10, help="optimizer steps (or embedding batches) per repeat")
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--workers", type=int, default=2, help="DataLoader workers of the notebook pipeline")
+    b.add_argument("--probe-model", default="efficientnet_lite0")
+    b.add_argument("--resolution", type=int, default=128)
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list recipes")
     return parser
@@ -69,10 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
             print(api.report(args.runs_dir, out, args.format, args.embedding))
         elif args.command == "study":
-            failed, report = api.study(args.study_file, args.out, not args.no_report)
+            gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+            failed, report = api.study(args.study_file, args.out, not args.no_report, gpus)
             if failed:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
+        elif args.command == "bench":
+            print(api.bench(args.dataset, args.data_root, args.device, args.model, args.batch_size, args.steps,
+                            args.repeats, args.workers, args.probe_model, args.resolution))
         elif args.command == "keys":
             print(api.keys_help(args.recipe))
         elif args.command == "models":

@@ -123,7 +123,8 @@ class SupConConfig(RunConfig):
     """Contrastive pretraining (Khosla et al. 2020; SimCLR without labels), then linear and kNN evaluation."""
 
     recipe: str = opt("supcon", "supcon | simclr | supcon_ce (cross-entropy baseline, same budget)")
-    epochs: int = opt(100, "pretraining epochs", lo=1, hi=10000)
+    epochs: int = opt(100, "pretraining epochs; 0 = none: the randomly initialised encoder through the same "
+                           "evaluation (the control)", lo=0, hi=10000)
     batch_size: int = opt(512, "images per step (each contributes `views` views)", lo=2, hi=65536)
     lr: float = opt(0.5, "peak learning rate", lo=0.0, lo_open=True, hi=100.0)
     weight_decay: float = opt(1e-4, "weight decay", lo=0.0, hi=1.0)

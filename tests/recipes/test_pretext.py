@@ -66,3 +66,11 @@ def test_init_from_a_run_of_another_architecture_is_refused(tmp_path):
     rot = _rotation(tmp_path, "rot2", epochs=1)
     with pytest.raises(CheckpointError, match="encoder does not fit resnet18"):
         load_encoder(create_model("resnet18", num_classes=10), str(rot.path))
+
+
+def test_supcon_control_without_pretraining(tmp_path):
+    cfg = api.make_config("supcon", overrides={**BASE, "out": str(tmp_path), "epochs": 0, "linear_epochs": 3,
+                                               "knn_k": 5})
+    s = api.train(cfg).summary
+    assert s["status"] == "complete" and s["control"].startswith("random-init") and s["epochs"] == 0
+    assert not (tmp_path / "supcon-cnn_small-synthetic-s0" / "checkpoints").exists()

@@ -107,3 +107,18 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("error: unknown model 'resnet81'; choose from:")
     assert not any(tmp_path.iterdir())
+
+
+def test_out_of_memory_fails_early_with_a_batch_size_to_try(tmp_path, monkeypatch):
+    from cifarlab.objectives import classification
+
+    def oom(self, *a):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(classification.Classification, "train_step", oom)
+    with pytest.raises(CifarlabError, match=r"batch_size=32 does not fit in cpu memory \(at step 0\); try "
+                                            r"--batch-size 16"):
+        api.train(_cfg(tmp_path))
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+    assert not (run_dir / "checkpoints").exists()

@@ -68,3 +68,19 @@ def test_shipped_studies_parse(monkeypatch, tmp_path):
     for f in sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.toml")):
         meta, planned = load_study(f, tmp_path)
         assert planned, f
+
+
+def test_parallel_slots_respect_dependencies_and_skip_complete(tmp_path):
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY.replace("per_class = [5, 10]", "per_class = [5]"))
+    out = tmp_path / "par"
+    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
+    assert failed == []
+    names = ["rot-s0", "rot-s1", "ft-pc5-s0", "ft-pc5-s1"]
+    summaries = {n: json.loads((out / n / "summary.json").read_text()) for n in names}
+    assert all(s["status"] == "complete" for s in summaries.values())
+    for seed in (0, 1):  # fine-tuning started after its rotation run finished
+        assert summaries[f"ft-pc5-s{seed}"]["started"] >= summaries[f"rot-s{seed}"]["finished"]
+    assert summaries["ft-pc5-s0"]["study_series"] == "rotation + finetune"
+    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
+    assert failed == []  # everything complete: nothing rerun

@@ -14,9 +14,12 @@ from cifarlab.errors import ConfigError
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA, then MPS, then CPU; an explicit device that is not there is an error."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        from cifarlab.engine import distributed
+
+        d = distributed.get()
+        return torch.device("cuda", d.local_rank) if d.enabled else torch.device("cuda")
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")

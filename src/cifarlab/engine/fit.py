@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from cifarlab.config import RunConfig
 from cifarlab.data.batches import eval_batches, num_batches, train_batches
-from cifarlab.engine import checkpoint
+from cifarlab.engine import checkpoint, distributed
 from cifarlab.engine.device import autocast
 from cifarlab.engine.optim import lr_factor, set_lr
 from cifarlab.engine.rundir import RunDir
-from cifarlab.errors import CheckpointError, ConfigError, TrainingDiverged
+from cifarlab.errors import CheckpointError, CifarlabError, ConfigError, TrainingDiverged
 
 
 class Task(Protocol):
@@ -116,7 +116,16 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
     total_steps = steps_per_epoch * epochs
     warmup = round(cfg.warmup_epochs * steps_per_epoch)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    d = distributed.get()
+    if d.enabled and batch_size % d.world:
+        raise ConfigError(f"batch_size={batch_size} must be divisible by the {d.world} processes")
+    train_fwd = fwd
+    if d.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
+    shuffle_gen = torch.Generator(device=device)
+    aug_gen = torch.Generator(device=device)
     metric, mode = task.select
     has_val = len(data.val_idx) > 0
     better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
@@ -130,7 +139,6 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
             optimizer.load_state_dict(ckpt["optimizer"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(f"{run.last_ckpt} does not match this run's model/optimizer ({exc})") from None
-        gen.set_state(ckpt["gen_state"].cpu())
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if device.type == "cuda" and "cuda_rng" in ckpt:
             torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
@@ -143,6 +151,10 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     show = progress_enabled(cfg.progress)
     model.train()
     for epoch in range(start_epoch + 1, epochs + 1):
+        # seeded from (seed, epoch[, rank]) alone: a resumed run (with any number of processes) replays the
+        # same shuffles, and every rank draws the same permutation of the global batch
+        shuffle_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
+        aug_gen.manual_seed((cfg.seed * 1_000_003 + epoch) * 4099 + d.rank)
         _sync(device)
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
@@ -152,16 +164,22 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         lr = cfg.lr
         bar = tqdm(total=steps_per_epoch * batch_size, disable=not show, leave=False, unit="img", unit_scale=True,
                    desc=f"epoch {epoch}/{epochs}", file=sys.stderr, dynamic_ncols=True)
-        for i, idx in enumerate(train_batches(data.train_idx, batch_size, gen)):
+        for i, idx in enumerate(train_batches(data.train_idx, batch_size, shuffle_gen)):
             if i >= steps_per_epoch:
                 break
+            idx = idx[d.rank::d.world]  # this rank's shard of the global batch
             lr = set_lr(optimizer, cfg.lr, lr_factor(step, total_steps, warmup, cfg.schedule, cfg.milestones,
                                                      cfg.gamma))
-            with autocast(device, cfg.amp):
-                loss, c, k = task.train_step(fwd, data.x[idx], data.y[idx], gen)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            try:
+                with autocast(device, cfg.amp):
+                    loss, c, k = task.train_step(train_fwd, data.x[idx], data.y[idx], aug_gen)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
+                    raise _out_of_memory(batch_size, device, step) from None
+                raise
             detached = loss.detach().float()
             # record the first non-finite step without a host sync; it is read at the end of the epoch
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
@@ -172,6 +190,12 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
             step += 1
             bar.update(len(idx))
         bar.close()
+        if d.enabled:  # metrics over the global batch
+            counts = distributed.all_reduce_sum(torch.stack([loss_sum, correct.float(),
+                                                             torch.tensor(float(seen), device=device),
+                                                             torch.tensor(float(preds), device=device)]))
+            loss_sum, correct, seen, preds = counts[0], counts[1], int(counts[2].item()), int(counts[3].item())
+            first_bad = distributed.all_reduce_max(first_bad)
         _sync(device)
         train_time = time.perf_counter() - t0
         bad = int(first_bad.item())
@@ -195,20 +219,22 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         if is_best:
             result.best_epoch, result.best_value = epoch, value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log(_epoch_line(row, epochs, is_best and has_val))
+        if d.is_main:
+            log(_epoch_line(row, epochs, is_best and has_val))
         if writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, epoch)
-        if run is not None:
+        if run is not None and d.is_main:
             if is_best:
                 checkpoint.save({"model": model.state_dict(), "epoch": epoch, "value": value}, run.best_ckpt)
             checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                             "step": step, "gen_state": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                             "step": step, "torch_rng": torch.get_rng_state(),
                              **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                              "history": result.history, "best_epoch": result.best_epoch,
                              "best_value": result.best_value}, run.last_ckpt)
             run.write_metrics(result.history)
+        distributed.barrier()  # no rank runs ahead of the checkpoint on disk
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if writer is not None:
@@ -224,6 +250,15 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     return result
 
 
+def _out_of_memory(batch_size: int, device: torch.device, step: int) -> CifarlabError:
+    where = f"{device}"
+    if device.type == "cuda":
+        where += f" ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
+        torch.cuda.empty_cache()
+    return CifarlabError(f"batch_size={batch_size} does not fit in {where} memory (at step {step}); try "
+                         f"--batch-size {max(1, batch_size // 2)} (and scale --lr with it)")
+
+
 def _epoch_line(row: dict[str, Any], epochs: int, best: bool) -> str:
     parts = [f"epoch {row['epoch']:>3}/{epochs}", f"train loss {row['train_loss']:.4f}"]
     if math.isfinite(row.get("train_acc", float("nan"))):
@@ -235,7 +270,7 @@ def _epoch_line(row: dict[str, Any], epochs: int, best: bool) -> str:
 
 
 def _tensorboard(run: RunDir | None):
-    if run is None:
+    if run is None or not distributed.get().is_main:
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter

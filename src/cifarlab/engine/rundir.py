@@ -33,8 +33,11 @@ class RunDir:
     """A run directory, locked for the lifetime of the object's ``with`` block."""
 
     def __init__(self, path: str | Path) -> None:
+        from cifarlab.engine import distributed
+
         self.path = Path(path)
         self._lock_file = None
+        self.writable = distributed.get().is_main  # under torchrun only rank 0 writes
 
     # ---- paths ------------------------------------------------------------------------------------------------
     @property
@@ -51,6 +54,8 @@ class RunDir:
 
     # ---- locking ----------------------------------------------------------------------------------------------
     def __enter__(self) -> RunDir:
+        if not self.writable:
+            return self
         self.path.mkdir(parents=True, exist_ok=True)
         f = open(self.path / ".lock", "a+")
         try:
@@ -66,6 +71,8 @@ class RunDir:
         f.write(f"pid {os.getpid()}")
         f.flush()
         self._lock_file = f
+        for stale in self.path.rglob(".*.tmp"):  # temp files of writes interrupted by a kill (never the real files)
+            stale.unlink(missing_ok=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -82,15 +89,25 @@ class RunDir:
     def update_summary(self, **values: Any) -> dict[str, Any]:
         summary = self.read_summary()
         summary.update(values)
-        write_json(self.path / "summary.json", summary)
+        if self.writable:
+            write_json(self.path / "summary.json", summary)
         return summary
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json(self.path / "config.json", config)
+        if self.writable:
+            write_json(self.path / "config.json", config)
+
+    def save_npz(self, name: str, **arrays: Any) -> None:
+        if self.writable:
+            import numpy as np
+
+            data = io.BytesIO()
+            np.savez(data, **arrays)
+            atomic_write_bytes(self.path / name, lambda f: f.write(data.getvalue()))
 
     def write_metrics(self, history: list[dict[str, Any]]) -> None:
         """Rewrite metrics.csv from the full history (the checkpoint's copy is the source of truth)."""
-        if not history:
+        if not history or not self.writable:
             return
         fields = list(dict.fromkeys(k for row in history for k in row))
         buf = io.StringIO()

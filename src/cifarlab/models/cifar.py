@@ -38,22 +38,34 @@ def resnet34(num_classes: int = 0, weights: str = "none") -> Backbone:
     return _cifar_resnet("resnet34", tv_resnet34, num_classes, weights)
 
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def _conv_norm(cin: int, cout: int, group_norm: bool) -> nn.Sequential:
+    norm = nn.GroupNorm(8, cout) if group_norm else nn.BatchNorm2d(cout)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), norm, nn.ReLU(inplace=True))
+
+
+def _cnn_small(name: str, num_classes: int, weights: str, group_norm: bool) -> Backbone:
+    widths = (32, 64, 128, 128)
+    layers, cin = {}, 3
+    for i, w in enumerate(widths, 1):
+        pool = nn.MaxPool2d(2) if i < len(widths) else nn.Identity()
+        layers[f"block{i}"] = nn.Sequential(_conv_norm(cin, w, group_norm), pool)
+        cin = w
+    trunk = nn.Sequential(*layers.values(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    blocks = {name: (str(i),) for i, name in enumerate(layers)}
+    model = Backbone(name, trunk, cin, blocks, "block4", CIFAR_DATA, num_classes)
+    if weights not in ("none", "default"):
+        apply_state_dict(model.trunk, load_file(weights), weights)
+    return model
 
 
 @MODELS.register()
 def cnn_small(num_classes: int = 0, weights: str = "none") -> Backbone:
     """A 4-block CNN (32-64-128-128 channels, ~0.3M parameters) that trains in seconds on a CPU."""
-    widths = (32, 64, 128, 128)
-    layers, cin = {}, 3
-    for i, w in enumerate(widths, 1):
-        pool = nn.MaxPool2d(2) if i < len(widths) else nn.Identity()
-        layers[f"block{i}"] = nn.Sequential(_conv_bn(cin, w), pool)
-        cin = w
-    trunk = nn.Sequential(*layers.values(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    blocks = {name: (str(i),) for i, name in enumerate(layers)}
-    model = Backbone("cnn_small", trunk, cin, blocks, "block4", CIFAR_DATA, num_classes)
-    if weights not in ("none", "default"):
-        apply_state_dict(model.trunk, load_file(weights), weights)
-    return model
+    return _cnn_small("cnn_small", num_classes, weights, group_norm=False)
+
+
+@MODELS.register()
+def cnn_small_gn(num_classes: int = 0, weights: str = "none") -> Backbone:
+    """cnn_small with GroupNorm: independent of the batch, so data-parallel training equals single-process
+    training on the global batch without SyncBatchNorm (and small per-GPU batches are safe)."""
+    return _cnn_small("cnn_small_gn", num_classes, weights, group_norm=True)

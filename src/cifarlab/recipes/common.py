@@ -25,6 +25,7 @@ from torch import nn
 from cifarlab import __version__
 from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, stratified_sample
+from cifarlab.engine import distributed
 from cifarlab.engine.device import memory_format, resolve_device, seed_everything, set_threads
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitData, FitResult
@@ -94,11 +95,14 @@ def _check_existing(cfg: RunConfig, run: RunDir) -> None:
 
 def execute(cfg: RunConfig) -> RunResult:
     """Run ``cfg.recipe`` into its run directory and return the final summary (raises on failure)."""
+    distributed.setup()
     recipe: Recipe = RECIPES.get(cfg.recipe)
     if not isinstance(cfg, recipe.config_class):
         raise ConfigError(f"recipe {cfg.recipe!r} needs a {recipe.config_class.__name__}")
     with _open(cfg) as run:
-        _check_existing(cfg, run)
+        if run.writable:
+            _check_existing(cfg, run)
+        distributed.barrier()  # other ranks start once rank 0 has cleared or claimed the directory
         if cfg.resume and run.read_summary().get("status") == "complete":
             return RunResult(run.path, run.read_summary())
         run.update_summary(recipe=cfg.recipe, model=cfg.model, dataset=cfg.dataset, status="running",
@@ -162,7 +166,7 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     mean = tuple(round(v, 4) for v in x_used.mean(dim=(0, 2, 3)).tolist())
     std = tuple(round(v, 4) for v in x_used.std(dim=(0, 2, 3)).tolist())
     del x_used
-    np.savez(run.path / "split.npz", train=split.train.numpy(), val=split.val.numpy(), test=test_keep.numpy())
+    run.save_npz("split.npz", train=split.train.numpy(), val=split.val.numpy(), test=test_keep.numpy())
     run.write_config({
         "config": to_dict(cfg), "versions": versions(), "git_commit": _git_commit(), "command": sys.argv,
         "host": platform.node(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
@@ -176,10 +180,33 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
         "normalisation_data": {"mean": mean, "std": std},
         "protocol": "model selection on the validation split carved from train; test evaluated once at the end",
     })
+    _check_fits(data, device)
     fit = FitData(x=data.train_x.to(device), y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
     return Prepared(data, split, device, fit, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
                     mean, std)
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of the device (CUDA) or available RAM (Linux CPU); None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_fits(data: ImageData, device: torch.device) -> None:
+    """Fail before training when the dataset alone would not fit on the device."""
+    need = data.train_x.nbytes + data.test_x.nbytes
+    free = free_memory_bytes(device)
+    if device.type == "cuda" and free is not None and need > 0.8 * free:
+        raise CifarlabError(f"the dataset needs {need / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB "
+                            "is free; use a smaller --image-size, --per-class/--train-fraction, or device=cpu")
 
 
 def _device_name(device: torch.device) -> str:
@@ -236,7 +263,7 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
     conf = logits.softmax(1).max(1).values
     wrong = torch.nonzero(preds != labels).flatten()
     mis = wrong[conf[wrong].argsort(descending=True)[:MISCLASSIFIED_KEPT]]  # the most confident mistakes
-    np.savez(run.path / "predictions.npz", labels=labels.cpu().numpy(), preds=preds.cpu().numpy(),
+    run.save_npz("predictions.npz", labels=labels.cpu().numpy(), preds=preds.cpu().numpy(),
              logits=logits.cpu().numpy().astype(np.float32), classes=np.array(p.data.classes),
              embed_idx=keep.numpy(), embeddings=feats[keep.to(feats.device)].cpu().numpy().astype(np.float16),
              mis_idx=mis.cpu().numpy(), mis_conf=conf[mis].cpu().numpy(),

@@ -37,7 +37,7 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     keep = stratified_sample(p.test_y.cpu(), cfg.embed_samples, seed=cfg.seed)
     feats = embed(lambda x: model.forward_features(augment.eval(x)), p.test_x[keep.to(p.device)],
                   cfg.eval_batch_size, p.device, cfg.amp)
-    np.savez(run_dir.path / "predictions.npz", labels=p.test_y.cpu().numpy(), classes=np.array(p.data.classes),
+    run_dir.save_npz("predictions.npz", labels=p.test_y.cpu().numpy(), classes=np.array(p.data.classes),
              embed_idx=keep.numpy(), embeddings=feats.cpu().numpy().astype(np.float16))
     best = result.history[result.best_epoch - 1]
     return {"epochs": len(result.history), "rotation_test_acc": test["acc"], "rotation_test_loss": test["loss"],

@@ -88,15 +88,45 @@ def load_study(path: str | Path, out: str | Path) -> tuple[dict[str, Any], list[
     return meta, planned
 
 
-def run_study(path: str | Path, out: str | Path, report: bool = True, log=None) -> tuple[list[str], Path | None]:
-    """Run every planned run not yet complete; returns (failed run names, report path)."""
-    from cifarlab.api import make_config
+def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None
+              ) -> tuple[list[str], Path | None]:
+    """Run every planned run not yet complete; returns (failed run names, report path).
 
+    Args:
+        gpus: run independent runs concurrently, one process per entry (a CUDA device index, or ``cpu``);
+            a run that starts from another run of the study (``init = "@name"``) waits for it.
+    """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, planned = load_study(path, out)
     Path(out).mkdir(parents=True, exist_ok=True)
-    failed, durations = [], []
     study_name = meta.get("name", Path(path).stem)
+    if gpus:
+        failed = _run_parallel(planned, Path(out), gpus, study_name, log)
+    else:
+        failed = _run_sequential(planned, Path(out), study_name, log)
+    report_path = None
+    if report:
+        from cifarlab.analysis.report import build
+
+        report_path = build(out, "html", Path(out) / "report.html", title=f"cifarlab study: {study_name}")
+        log(f"[study {study_name}] report: {report_path}")
+    return failed, report_path
+
+
+def _status(out: Path, name: str) -> str | None:
+    return read_json(out / name / "summary.json").get("status")
+
+
+def _tag_series(out: Path, run: PlannedRun) -> None:
+    if run.series:
+        summary = out / run.name / "summary.json"
+        write_json(summary, {**read_json(summary), "study_series": run.series})
+
+
+def _run_sequential(planned: list[PlannedRun], out: Path, study_name: str, log) -> list[str]:
+    from cifarlab.api import make_config
+
+    failed, durations = [], []
     for i, run in enumerate(planned, 1):
         run_dir = Path(out) / run.name
         status = read_json(run_dir / "summary.json").get("status")
@@ -110,21 +140,73 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None) 
         keys = {**run.keys, "resume": bool(status)}
         t0 = time.perf_counter()
         try:
-            result = execute(make_config(run.recipe, overrides=keys))
-            if run.series:
-                write_json(result.path / "summary.json", {**result.summary, "study_series": run.series})
+            execute(make_config(run.recipe, overrides=keys))
+            _tag_series(out, run)
         except CifarlabError as exc:
             log(f"[study {study_name}] run {run.name} failed: {exc}")
             failed.append(run.name)
         durations.append(time.perf_counter() - t0)
-    report_path = None
-    if report:
-        from cifarlab.analysis.report import build
+    return failed
 
-        report_path = build(out, "html", Path(out) / "report.html",
-                            title=f"cifarlab study: {study_name}")
-        log(f"[study {study_name}] report: {report_path}")
-    return failed, report_path
+
+def _command(run: PlannedRun, resume: bool) -> list[str]:
+    args = [sys.executable, "-m", "cifarlab.cli", "train", "--recipe", run.recipe]
+    for k, v in {**run.keys, "resume": resume}.items():
+        if k == "recipe":
+            continue
+        text = ",".join(str(x) for x in v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
+        args += ["--set", f"{k}={text}"]
+    return args
+
+
+def _run_parallel(planned: list[PlannedRun], out: Path, gpus: list[str], study_name: str, log) -> list[str]:
+    """One process per device slot; a run whose ``init`` is another planned run starts after that run."""
+    import os
+    import subprocess
+
+    names = {p.name for p in planned}
+    deps = {p.name: {Path(str(p.keys.get("init", ""))).name} & names for p in planned}
+    done = {p.name for p in planned if _status(out, p.name) == "complete"}
+    pending = [p for p in planned if p.name not in done]
+    running: dict[str, tuple[subprocess.Popen, PlannedRun, object]] = {}
+    failed: list[str] = []
+    total = len(planned)
+    while pending or running:
+        for slot in gpus:
+            if slot in running:
+                continue
+            ready = next((p for p in pending if deps[p.name] <= done), None)
+            if ready is None:
+                break
+            pending.remove(ready)
+            env = dict(os.environ)
+            if slot != "cpu":
+                env["CUDA_VISIBLE_DEVICES"] = slot
+            logf = open(out / f"{ready.name}.log", "a")
+            proc = subprocess.Popen(_command(ready, resume=_status(out, ready.name) is not None), env=env,
+                                    stdout=logf, stderr=subprocess.STDOUT)
+            running[slot] = (proc, ready, logf)
+            log(f"[study {study_name}] {len(done) + len(running)}/{total} started {ready.name} on {slot}")
+        for slot, (proc, run, logf) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            logf.close()
+            del running[slot]
+            if proc.returncode == 0 and _status(out, run.name) == "complete":
+                _tag_series(out, run)
+                done.add(run.name)
+                log(f"[study {study_name}] {len(done)}/{total} complete: {run.name}")
+            else:
+                failed.append(run.name)
+                log(f"[study {study_name}] run {run.name} failed (see {out / (run.name + '.log')})")
+        blocked = [p for p in pending if deps[p.name] & set(failed)]
+        for p in blocked:
+            pending.remove(p)
+            failed.append(p.name)
+            log(f"[study {study_name}] run {p.name} skipped: it starts from a failed run")
+        if running:
+            time.sleep(0.5)
+    return failed
 
 
 def recipe_names() -> list[str]:

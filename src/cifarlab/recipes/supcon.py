@@ -9,7 +9,8 @@ import torch
 
 from cifarlab.config import SupConConfig
 from cifarlab.data import ContrastiveViews
-from cifarlab.engine.fit import fit
+from cifarlab.engine import distributed
+from cifarlab.engine.fit import FitResult, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import ProjectionHead, create_model
@@ -44,10 +45,16 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
     else:
         model = ContrastiveModel(backbone, ProjectionHead(backbone.num_features, cfg.proj_hidden, cfg.proj_dim))
         model, fwd = to_device(model, p, cfg)
-        task = Contrastive(views, SupConLoss(cfg.temperature), use_labels=cfg.recipe == "supcon")
+        # under torchrun the loss sees every rank's projections (the global batch), with gradients
+        gather = distributed.gather_with_grad if distributed.get().enabled else None
+        task = Contrastive(views, SupConLoss(cfg.temperature, gather=gather), use_labels=cfg.recipe == "supcon")
         encoder = backbone
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
-    pretrain = fit(model, task, p.fit, optimizer, cfg, run_dir, p.device, forward_model=fwd)
+    if cfg.epochs:
+        pretrain = fit(model, task, p.fit, optimizer, cfg, run_dir, p.device, forward_model=fwd)
+    else:
+        pretrain = FitResult()  # the control: evaluate the encoder as initialised
+        extra["control"] = "random-init encoder, no pretraining"
     model.eval()
     if cfg.recipe == "supcon_ce":  # the baseline's own classifier, for reference
         with torch.no_grad():
