@@ -41,8 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     cifar_or_exit()
     with tempfile.TemporaryDirectory() as tmp:
-        acc_n, t_n, _ = run(False, args, Path(tmp))
-        acc_c, t_c, _ = run(True, args, Path(tmp))
+        acc_n, t_n, s_n = run(False, args, Path(tmp))
+        acc_c, t_c, s_c = run(True, args, Path(tmp))
     print(f"machine: {machine()}")
     print(f"data: CIFAR-10 lossless PNG copy; {args.per_class}/class train (seed 0, 10% of it validation), "
           f"{args.test_per_class}/class test; {args.resolution} px; efficientnet_lite0; {args.epochs} epochs")
@@ -50,6 +50,11 @@ def main() -> None:
     print(f"{'frozen backbone re-run every epoch (notebook way)':<52} {100 * acc_n:>8.2f}% {t_n:>8.1f}")
     print(f"{'cached embeddings (cifarlab default)':<52} {100 * acc_c:>8.2f}% {t_c:>8.1f}")
     print(f"accuracy difference {100 * (acc_c - acc_n):+.2f} points; wall-time ratio {t_n / t_c:.1f}x")
+    # training phase alone: epochs of the frozen backbone vs one embedding pass (train+val+test) + head epochs
+    train_c = s_c["embed_time_s"] + s_c["train_time_s"]
+    print(f"training phase: notebook {s_n['train_time_s']:.1f}s (train epochs) vs cached {train_c:.1f}s (embedding "
+          f"{s_c['embed_time_s']:.1f}s incl. test images + head {s_c['train_time_s']:.1f}s): "
+          f"{s_n['train_time_s'] / train_c:.1f}x")
 
 
 if __name__ == "__main__":

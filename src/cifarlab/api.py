@@ -85,7 +85,8 @@ def bench(dataset: str | None = None, data_root: str | None = None, device: str 
     data = load_dataset(dataset or os.environ.get("CIFARLAB_DATASET") or "cifar10", data_root)
     rows = b.bench_scratch(data.train_x, data.train_y, model, batch_size, steps, repeats, dev, workers)
     rows += b.bench_embed(data.train_x, probe_model, resolution, min(batch_size, 256), steps, repeats, dev)
-    return f"device: {dev} ({b.__doc__.splitlines()[0]})\n" + b.format_rows(rows)
+    return (f"device: {dev}; FLOPs from torch.utils.flop_counter (1 multiply-add = 2 FLOPs, training = 3x "
+            f"forward); MFU against the dense bf16 peak (CUDA only)\n" + b.format_rows(rows))
 
 
 def keys_help(recipe: str) -> str:

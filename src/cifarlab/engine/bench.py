@@ -180,10 +180,10 @@ def _row(regime: str, pipeline: str, rate: float, flops_per_image: float, device
 
 
 def format_rows(rows: list[BenchRow]) -> str:
-    lines = [f"{'regime':<44} {'pipeline':<10} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6}"]
+    lines = [f"{'regime':<50} {'pipeline':<10} {'images/s':>10} {'TFLOP/s':>8} {'MFU':>6}"]
     for r in rows:
         mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "–"
-        lines.append(f"{r.regime:<44} {r.pipeline:<10} {r.images_per_s:>10.0f} {r.tflops:>8.3f} {mfu:>6}")
+        lines.append(f"{r.regime:<50} {r.pipeline:<10} {r.images_per_s:>10.0f} {r.tflops:>8.3f} {mfu:>6}")
     by = {}
     for r in rows:
         by.setdefault(r.regime, {})[r.pipeline] = r.images_per_s

@@ -54,15 +54,36 @@ def all_reduce_max(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward sums every rank's gradient and keeps this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        ctx.n = t.shape[0]
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        rank = dist.get_rank()
+        return grad[rank * ctx.n:(rank + 1) * ctx.n]
+
+
 def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``t`` from every rank along dim 0, with gradients flowing back to each rank's part (the
-    backward sums every rank's gradient for this rank's slice; DDP's averaging then divides by the world size,
-    so parameter gradients equal single-process training on the global batch)."""
+    """Concatenate ``t`` from every rank along dim 0 (equal sizes), with gradients flowing back: every rank
+    computes the same global loss, so this rank's slice receives the sum of all ranks' gradients, world x the
+    true one; DDP's averaging divides by the world size, so parameter gradients equal single-process training on
+    the global batch. Integer tensors (labels) are gathered without autograd."""
     if not get().enabled:
         return t
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(t), 0)
+    if not t.is_floating_point():
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts, 0)
+    return _GatherWithGrad.apply(t)
 
 
 def barrier() -> None:

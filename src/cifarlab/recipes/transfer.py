@@ -9,6 +9,7 @@ A linear probe without augmentation embeds the images once and trains the head o
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,9 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
 
 def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model: Backbone, augment: Augment
                        ) -> dict[str, Any]:
+    t0 = time.perf_counter()
     feats = cached_features(model, p, cfg, augment)
+    embed_time = time.perf_counter() - t0  # train, validation and test images (or a cache read)
     pos = torch.full((len(p.fit.y),), -1, dtype=torch.long, device=p.device)
     pos[feats["train_idx"]] = torch.arange(len(feats["train_idx"]), device=p.device)
     train_f, test_f = feats["train"], feats["test"]
@@ -128,7 +131,9 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
     head = model.head
     optimizer = make_optimizer(param_groups(head.named_parameters(), cfg.weight_decay), cfg)
     result = fit(head, FeatureClassification(cfg.label_smoothing), data, optimizer, cfg, run_dir, p.device)
-    return finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(), test_features=test_f)
+    summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
+                                test_features=test_f)
+    return {**summary, "embed_time_s": round(embed_time, 3)}
 
 
 def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
