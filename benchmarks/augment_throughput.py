@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cifar_or_exit, machine, med, median_time  # noqa: E402
-
 from cifarlab.data import CIFAR10_MEAN, CIFAR10_STD, Augment  # noqa: E402
 from cifarlab.data.batches import train_batches  # noqa: E402
+
+from common import cifar_or_exit, machine, med, median_time  # noqa: E402
 
 
 class PilCifar(Dataset):

@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
-
 from cifarlab import api  # noqa: E402
+
+from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
 
 
 def run(cached: bool, args, tmp: Path) -> tuple[float, float, dict]:

@@ -21,12 +21,12 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
-
 from cifarlab import api  # noqa: E402
 from cifarlab.data import Augment, make_split  # noqa: E402
 from cifarlab.engine.embed import embed  # noqa: E402
 from cifarlab.models import create_model  # noqa: E402
+
+from common import CIFAR_PNG, cifar_or_exit, fresh_data_root, machine  # noqa: E402
 
 
 def plain_script(data, per_class: int, resolution: int) -> tuple[float, float]:

@@ -6,10 +6,11 @@ import shutil
 import subprocess
 
 import pytest
-from tests.conftest import write_folder
 
 from cifarlab import api
 from cifarlab.analysis.report import build
+
+from tests.conftest import write_folder
 
 EVIL = "<script>alert(1)</script>"
 
