@@ -1,0 +1,98 @@
+"""Decoding one image file to an RGB uint8 array, with every mode conversion stated.
+
+Conversions (documented in the README):
+- grayscale (L), palette (P), CMYK, YCbCr, LAB, HSV, 1-bit -> RGB through Pillow's ``convert("RGB")``;
+- alpha (RGBA, LA, PA) is dropped, not composited;
+- 16-bit and 32-bit integer grayscale (I;16, I) is scaled by its type's maximum to 0..255, then replicated to RGB;
+- float grayscale (F) is assumed to be in [0, 1];
+- images whose side differs from ``size`` are resized (shorter side to ``size``, bicubic with antialias) and
+  centre-cropped to ``size`` x ``size``.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# Pillow refuses images above 2x this as decompression bombs; 8k x 8k is plenty for a small-image tool.
+MAX_PIXELS = 8192 * 8192
+
+
+class ImageDecodeError(ValueError):
+    """The bytes are not a decodable image; the message says why."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        arr = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode == "F":
+        arr = np.clip(np.asarray(img) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        img = img.convert("RGBA")
+        return img.convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        return img.convert("RGBA").convert("RGB")
+    return img.convert("RGB") if img.mode != "RGB" else img
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header only."""
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageDecodeError(_reason(exc, data)) from None
+
+
+def decode(data: bytes, size: int | None = None) -> np.ndarray:
+    """Decode image bytes to an (H, W, 3) uint8 array; resize to ``size`` x ``size`` when given and different."""
+    if not data:
+        raise ImageDecodeError("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageDecodeError(f"{img.width}x{img.height} is over the {MAX_PIXELS} pixel limit")
+                img.load()
+                rgb = _to_rgb(img)
+    except ImageDecodeError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(_reason(exc, data)) from None
+    if size and rgb.size != (size, size):
+        rgb = _resize_center_crop(rgb, size)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def _resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=None)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"RIFF": "WEBP"}
+
+
+def _reason(exc: BaseException, data: bytes = b"") -> str:
+    if isinstance(exc, UnidentifiedImageError):
+        fmt = next((name for magic, name in MAGIC.items() if data.startswith(magic)), None)
+        return f"truncated or corrupt {fmt} file" if fmt else "not a recognised image format"
+    text = str(exc).split("\n")[0]
+    if "truncated" in text.lower() or isinstance(exc, SyntaxError):
+        return f"truncated or corrupt image ({text})"
+    return f"cannot decode image ({type(exc).__name__}: {text})"

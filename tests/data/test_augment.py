@@ -1,0 +1,98 @@
+import torch
+
+from cifarlab.data.augment import (Augment, ContrastiveViews, color_jitter, crop_flip, normalize, random_crop,
+                                   random_flip, random_resized_crop)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_flip_is_horizontal_and_per_sample():
+    x = torch.arange(64 * 3 * 4 * 5, dtype=torch.float32).view(64, 3, 4, 5)
+    y = random_flip(x, _gen())
+    flipped = [bool((y[i] == x[i].flip(-1)).all()) for i in range(64)]
+    kept = [bool((y[i] == x[i]).all()) for i in range(64)]
+    assert all(f or k for f, k in zip(flipped, kept))
+    assert 10 < sum(flipped) < 54  # per-sample coin flips, not one per batch
+    i = flipped.index(True)
+    assert (y[i, :, :, 0] == x[i, :, :, -1]).all()  # columns reversed, rows kept
+
+
+def test_crops_stay_inside_the_padded_image_and_vary():
+    b, p = 256, 4
+    x = torch.rand(b, 3, 8, 8)
+    y = random_crop(x, _gen(), p)
+    xp = torch.nn.functional.pad(x, (p,) * 4, mode="reflect")
+    offsets = set()
+    for i in range(b):
+        found = [(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)
+                 if torch.equal(xp[i, :, dy:dy + 8, dx:dx + 8], y[i])]
+        assert found, f"crop {i} is not a window of the padded image"
+        offsets.add(found[0])
+    assert len(offsets) > 40  # offsets drawn per sample over the whole (2p+1)^2 range
+    assert {o[0] for o in offsets} == set(range(2 * p + 1))
+
+
+def test_fused_crop_flip_gives_flipped_or_plain_windows_of_the_padded_image():
+    b, p = 200, 4
+    x = torch.randint(0, 256, (b, 3, 8, 8), dtype=torch.uint8)
+    y = crop_flip(x, _gen(), p)
+    assert y.dtype == torch.uint8 and y.shape == x.shape
+    xp = torch.nn.functional.pad(x.float(), (p,) * 4, mode="reflect")
+    flips, offsets = 0, set()
+    for i in range(b):
+        found = [(dy, dx, f) for dy in range(2 * p + 1) for dx in range(2 * p + 1) for f in (False, True)
+                 if torch.equal((xp[i, :, dy:dy + 8, dx:dx + 8].flip(-1) if f else xp[i, :, dy:dy + 8, dx:dx + 8]),
+                                y[i].float())]
+        assert found, f"image {i} is not a (flipped) window of the padded image"
+        offsets.add(found[0][:2])
+        flips += found[0][2]
+    assert 50 < flips < 150 and len(offsets) > 40
+
+
+def test_normalisation_matches_the_stated_mean_and_std():
+    mean, std = (0.1, 0.5, 0.9), (0.2, 0.25, 0.5)
+    x = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8)
+    y = normalize(x, mean, std)
+    for c in range(3):
+        expected = (x[:, c].float() / 255 - mean[c]) / std[c]
+        torch.testing.assert_close(y[:, c], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_preset_eval_is_deterministic_and_train_is_seeded():
+    aug = Augment("cropflip", (0.5,) * 3, (0.25,) * 3, 4, resolution=16)
+    x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    assert aug.eval(x).shape == (8, 3, 16, 16)
+    assert torch.equal(aug.train(x, _gen(1)), aug.train(x, _gen(1)))
+    assert not torch.equal(aug.train(x, _gen(1)), aug.train(x, _gen(2)))
+
+
+def test_autoaugment_runs_on_uint8_batches():
+    aug = Augment("autoaugment", (0.5,) * 3, (0.25,) * 3, 4)
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    out = aug.train(x, _gen())
+    assert out.shape == (64, 3, 32, 32) and torch.isfinite(out).all()
+
+
+def test_random_resized_crop_full_scale_without_flip_is_identity():
+    x = torch.rand(4, 3, 8, 8)
+    y = random_resized_crop(x, _gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0)
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+    yf = random_resized_crop(x, _gen(), scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=1.0)
+    torch.testing.assert_close(yf, x.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_color_jitter_identity_when_disabled_and_in_range():
+    x = torch.rand(16, 3, 8, 8)
+    torch.testing.assert_close(color_jitter(x, _gen(), 0, 0, 0, 0, p=1.0), x, atol=1e-5, rtol=0)
+    y = color_jitter(x, _gen())
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_contrastive_views_shape_and_independence():
+    views = ContrastiveViews((0.5,) * 3, (0.25,) * 3, num_views=3)
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    v = views(x, _gen())
+    assert v.shape == (5, 3, 3, 8, 8)
+    assert not torch.equal(v[:, 0], v[:, 1])
