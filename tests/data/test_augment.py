@@ -1,7 +1,15 @@
 import torch
 
-from cifarlab.data.augment import (Augment, ContrastiveViews, color_jitter, crop_flip, normalize, random_crop,
-                                   random_flip, random_resized_crop)
+from cifarlab.data.augment import (
+    Augment,
+    ContrastiveViews,
+    color_jitter,
+    crop_flip,
+    normalize,
+    random_crop,
+    random_flip,
+    random_resized_crop,
+)
 
 
 def _gen(seed=0):

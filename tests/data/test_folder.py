@@ -8,6 +8,7 @@ from PIL import Image
 
 from cifarlab.data import load_dataset
 from cifarlab.errors import DataError
+
 from tests.conftest import CIFAR_PNG, needs_cifar, write_folder
 
 

@@ -152,7 +152,7 @@ def _content_hash(path: Path, entries: _Entries | None, size: int) -> str:
     else:
         for split in SPLITS:
             for cls in sorted(entries.files[split]):
-                for display, key in entries.files[split][cls]:
+                for _, key in entries.files[split][cls]:
                     h.update(os.path.relpath(key, path).encode())
                     h.update(Path(key).read_bytes())
     return h.hexdigest()

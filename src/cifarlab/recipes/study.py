@@ -36,7 +36,7 @@ from cifarlab import config as config_mod
 from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.recipes.common import RECIPES, execute, run_name
+from cifarlab.recipes.common import execute, run_name
 
 SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
 
@@ -207,7 +207,3 @@ def _run_parallel(planned: list[PlannedRun], out: Path, gpus: list[str], study_n
         if running:
             time.sleep(0.5)
     return failed
-
-
-def recipe_names() -> list[str]:
-    return RECIPES.names()
