@@ -86,3 +86,29 @@ def test_gather_hook_sees_the_features():
 
     SupConLoss(0.1, gather=gather)(torch.randn(4, 2, 3), torch.tensor([0, 1, 0, 1]))
     assert seen[torch.float32] == (4, 2, 3) and seen[torch.int64] == (4,)
+
+
+def test_loss_and_gradient_equal_the_official_max_subtracted_formulation():
+    """Khosla et al.'s reference code computes logits - max, masks self-contrast, log-softmax by hand; same
+    value and same gradient in float64."""
+    torch.manual_seed(0)
+    f = torch.randn(16, 2, 8, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 4, (16,))
+
+    def official(features, labels, t=0.1):
+        b, v, _ = features.shape
+        cf = torch.cat(torch.unbind(F.normalize(features, dim=-1), 1), 0)
+        mask = torch.eq(labels[:, None], labels[None, :]).double().repeat(v, v)
+        logits = cf @ cf.T / t
+        logits = logits - logits.max(1, keepdim=True).values.detach()
+        not_self = 1 - torch.eye(b * v, dtype=torch.float64)
+        mask = mask * not_self
+        log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(1, keepdim=True))
+        return -((mask * log_prob).sum(1) / mask.sum(1)).mean()
+
+    a = official(f, y)
+    (ga,) = torch.autograd.grad(a, f)
+    b = SupConLoss(0.1)(f, y)
+    (gb,) = torch.autograd.grad(b, f)
+    assert b.item() == pytest.approx(a.item(), abs=1e-5)
+    torch.testing.assert_close(gb.double(), ga, rtol=1e-4, atol=1e-6)

@@ -12,7 +12,6 @@ import platform
 import resource
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,7 +230,7 @@ def input_format(p: Prepared, cfg: RunConfig) -> torch.memory_format:
 
 
 def warn(msg: str) -> None:
-    warnings.warn(msg, stacklevel=2)
+    """A warning for the user, printed once (the CLI shows no Python warning machinery)."""
     print(f"warning: {msg}", file=sys.stderr)
 
 
