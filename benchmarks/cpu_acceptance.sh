@@ -14,10 +14,11 @@ t() { local s=$(date +%s); "$@"; echo "wall $(( $(date +%s) - s )) s: $*"; }
 t $CL train --recipe scratch --model resnet18 $D --per-class 200 --epochs 3 --batch-size 64 --lr 0.1 --name scratch-resnet18-pc200
 
 # issue 4: SupCon vs the same linear evaluation of a random-init encoder, and the CE baseline (same budget)
-S="--model cnn_small --per-class 300 --batch-size 256 --lr 0.2 --set warmup_epochs=1 --set linear_epochs=50"
+S="--model cnn_small --per-class 500 --batch-size 128 --lr 0.05 --set warmup_epochs=1 --set linear_epochs=50"
 t $CL train --recipe supcon $S $D --epochs 10 --name supcon-cnn_small
 t $CL train --recipe supcon $S $D --epochs 0 --name supcon-control-randinit
 t $CL train --recipe supcon_ce $S $D --epochs 10 --name supcon_ce-cnn_small
+t $CL train --recipe simclr $S $D --epochs 10 --name simclr-cnn_small
 
 # issue 5: rotation pretraining (label-free, 3,000 images), then 50 labels per class: rotation init vs random init
 t $CL train --recipe rotation --model cnn_small $D --train-fraction 0.06 --epochs 6 --batch-size 128 --lr 0.1 --name rotation-cnn_small

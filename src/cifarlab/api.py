@@ -71,6 +71,13 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
     return failed, str(path) if path else None
 
 
+def study_plan(study_file: str, out: str) -> str:
+    """The runs a study file describes, one line each: status in ``out``, name, recipe, init (validated, not run)."""
+    from cifarlab.recipes.study import plan_lines
+
+    return plan_lines(study_file, out)
+
+
 def bench(dataset: str | None = None, data_root: str | None = None, device: str = "auto", model: str = "resnet18",
           batch_size: int = 512, steps: int = 10, repeats: int = 3, workers: int = 2,
           probe_model: str = "efficientnet_lite0", resolution: int = 128) -> str:

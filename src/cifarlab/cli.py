@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study_file")
     st.add_argument("--out", required=True, help="folder for the study's run directories and report")
     st.add_argument("--no-report", action="store_true")
+    st.add_argument("--dry-run", action="store_true", help="check the file and list its runs (with their status in "
+                                                           "OUT) without running anything")
     st.add_argument("--gpus", default=None, help="comma-separated CUDA devices (or 'cpu' slots) to run independent "
                                                  "runs concurrently, one per device, e.g. 0,1,2,3")
     b = sub.add_parser("bench", help="hot-loop throughput vs the notebook pipeline, TFLOP/s and MFU (CUDA)")
@@ -82,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
             print(api.report(args.runs_dir, out, args.format, args.embedding))
         elif args.command == "study":
+            if args.dry_run:
+                print(api.study_plan(args.study_file, args.out))
+                return 0
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
             failed, report = api.study(args.study_file, args.out, not args.no_report, gpus)
             if failed:

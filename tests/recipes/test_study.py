@@ -35,7 +35,7 @@ seeds = [0, 1]
 """
 
 
-def test_study_runs_skips_complete_and_resumes(tmp_path):
+def test_study_runs_skips_complete_and_resumes(tmp_path, capsys):
     f = tmp_path / "mini.toml"
     f.write_text(STUDY)
     out = tmp_path / "out"
@@ -53,6 +53,16 @@ def test_study_runs_skips_complete_and_resumes(tmp_path):
     after = {p.name: (p / "metrics.csv").stat().st_mtime for p in out.iterdir() if p.is_dir()}
     assert failed == [] and json.loads((out / "rot-s1" / "summary.json").read_text())["status"] == "complete"
     assert all(before[n] == after[n] for n in before if n != "rot-s1")
+    # the dry run lists every run with its status and runs nothing
+    from cifarlab.cli import main
+
+    (out / "ft-pc10-s1" / "summary.json").unlink()
+    assert main(["study", str(f), "--out", str(out), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"study mini: 6 runs into {out}"
+    assert lines[1].startswith("  1. [complete] rot-s0 (rotation") and "init=rot-s1" in lines[6]
+    assert lines[6].startswith("  6. [to run] ft-pc10-s1 (finetune")
+    assert not (out / "ft-pc10-s1" / "summary.json").exists()
 
 
 def test_study_errors_name_the_run_and_key(tmp_path):

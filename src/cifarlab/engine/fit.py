@@ -59,7 +59,8 @@ class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
     best_value: float = float("nan")
-    train_time_s: float = 0.0
+    train_time_s: float = 0.0  # training steps only
+    epochs_wall_s: float = 0.0  # training steps + the validation pass of every epoch
     images_per_s: float = 0.0
 
 
@@ -245,6 +246,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     elif run is not None and run.best_ckpt.is_file():  # resumed after the last epoch finished
         model.load_state_dict(checkpoint.load(run.best_ckpt, map_location=device)["model"])
     result.train_time_s = sum(r["train_time_s"] for r in result.history)
+    result.epochs_wall_s = sum(r["wall_time_s"] for r in result.history)
     images = sum(r["images_per_s"] * r["train_time_s"] for r in result.history)
     result.images_per_s = images / max(result.train_time_s, 1e-9)
     return result
@@ -264,7 +266,9 @@ def _epoch_line(row: dict[str, Any], epochs: int, best: bool) -> str:
     if math.isfinite(row.get("train_acc", float("nan"))):
         parts.append(f"acc {100 * row['train_acc']:.2f}%")
     if "val_loss" in row:
-        parts.append(f"| val loss {row['val_loss']:.4f} acc {100 * row['val_acc']:.2f}%")
+        parts.append(f"| val loss {row['val_loss']:.4f}")
+        if math.isfinite(row.get("val_acc", float("nan"))):
+            parts.append(f"acc {100 * row['val_acc']:.2f}%")
     parts.append(f"| lr {row['lr']:.4g} | {row['images_per_s']:.0f} img/s | {row['train_time_s']:.1f}s")
     return " ".join(parts) + (" *" if best else "")
 

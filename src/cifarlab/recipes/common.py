@@ -62,6 +62,7 @@ class Prepared:
     test_y: torch.Tensor
     mean: tuple[float, ...]  # the train split's per-channel statistics, [0, 1] units
     std: tuple[float, ...]
+    test_keep: torch.Tensor  # (M,) indices of test_x / test_y in the dataset's test split (CPU)
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -183,7 +184,7 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     fit = FitData(x=data.train_x.to(device), y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
     return Prepared(data, split, device, fit, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
-                    mean, std)
+                    mean, std, test_keep)
 
 
 def free_memory_bytes(device: torch.device) -> int | None:
@@ -272,7 +273,8 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
         "epochs": len(result.history), "test_acc": test_acc, "test_loss": test_loss,
         "best_val_acc": best.get("val_acc"), "best_epoch": result.best_epoch,
         "selection": "best validation accuracy" if len(p.split.val) else "last epoch (no validation split)",
-        "train_time_s": round(result.train_time_s, 3), "images_per_s": round(result.images_per_s, 1),
-        "num_train": len(p.split.train), "num_val": len(p.split.val), "num_test": len(labels),
+        "train_time_s": round(result.train_time_s, 3), "epochs_wall_s": round(result.epochs_wall_s, 3),
+        "images_per_s": round(result.images_per_s, 1), "num_train": len(p.split.train),
+        "num_val": len(p.split.val), "num_test": len(labels),
         "classes": p.data.classes, "peak_memory_mb": peak_memory_mb(p.device), **params,
     }

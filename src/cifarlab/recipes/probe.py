@@ -27,8 +27,11 @@ class Embedded:
     test: torch.Tensor  # (M, D)
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
-        """Row numbers in ``train`` of dataset indices ``idx``."""
-        return torch.searchsorted(self.used, idx)
+        """Row numbers in ``train`` of dataset indices ``idx`` (every one must have been embedded)."""
+        rows = torch.searchsorted(self.used, idx).clamp_(max=len(self.used) - 1)
+        if not torch.equal(self.used[rows], idx):
+            raise ValueError("embeddings requested for images that were not embedded")
+        return rows
 
 
 def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig) -> Embedded:
@@ -41,17 +44,37 @@ def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], c
 def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: float,
                  run_dir: RunDir) -> tuple[nn.Module, FitResult]:
     """A linear head trained on cached frozen embeddings (selected on the validation split); its per-epoch
-    metrics go to ``linear_metrics.csv``."""
+    metrics go to ``linear_metrics.csv``.
+
+    The head trains on standardised embeddings (mean and std of the training rows, like a BatchNorm without
+    affine parameters in front of it), so one learning rate suits encoders whose features differ in scale by orders
+    of magnitude (a random-init encoder against a trained one); the standardisation is then folded into the
+    returned head, which takes raw embeddings."""
+    mean, std = feature_scaler(emb.train[emb.rows(p.fit.train_idx)])
     head = nn.Linear(emb.train.shape[1], p.data.num_classes).to(p.device)
     probe_cfg = replace(cfg, lr=lr, epochs=epochs, batch_size=min(256, cfg.batch_size), schedule="cosine",
                         warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.0, optimizer="sgd",
                         max_steps_per_epoch=0, resume=False)
-    data = FitData(x=emb.train, y=p.fit.y[emb.used], train_idx=emb.rows(p.fit.train_idx),
+    data = FitData(x=(emb.train - mean) / std, y=p.fit.y[emb.used], train_idx=emb.rows(p.fit.train_idx),
                    val_idx=emb.rows(p.fit.val_idx))
     opt = make_optimizer(param_groups(head.named_parameters(), 0.0), probe_cfg)
     result = fit(head, FeatureClassification(), data, opt, probe_cfg, None, p.device, log=lambda m: None)
     _write_rows(run_dir, "linear_metrics.csv", result.history)
+    fold_scaler(head, mean, std)
     return head, result
+
+
+def feature_scaler(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-feature mean and std of ``x`` (N, D); constant features get std 1 (they carry nothing to scale)."""
+    mean, std = x.mean(0), x.std(0)
+    return mean, torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
+
+
+@torch.no_grad()
+def fold_scaler(head: nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> None:
+    """Rewrite ``head`` in place so that ``head(x)`` equals the old ``head((x - mean) / std)``."""
+    head.weight.div_(std)
+    head.bias.sub_(head.weight @ mean)
 
 
 def knn_accuracy(p: Prepared, emb: Embedded, k: int, temperature: float) -> float:

@@ -88,6 +88,17 @@ def load_study(path: str | Path, out: str | Path) -> tuple[dict[str, Any], list[
     return meta, planned
 
 
+def plan_lines(path: str | Path, out: str | Path) -> str:
+    meta, planned = load_study(path, out)
+    lines = [f"study {meta.get('name', Path(path).stem)}: {len(planned)} runs into {out}"]
+    for i, run in enumerate(planned, 1):
+        status = _status(Path(out), run.name) or "to run"
+        init = f" init={Path(run.keys['init']).name}" if run.keys.get("init") else ""
+        extra = "".join(f" {k}={run.keys[k]}" for k in ("model", "per_class", "seed", "epochs") if k in run.keys)
+        lines.append(f"{i:>3}. [{status}] {run.name} ({run.recipe}{init}{extra})")
+    return "\n".join(lines)
+
+
 def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None
               ) -> tuple[list[str], Path | None]:
     """Run every planned run not yet complete; returns (failed run names, report path).

@@ -72,7 +72,8 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
     summary.update(extra, linear_acc=summary["test_acc"], pretrain_best_epoch=pretrain.best_epoch,
                    pretrain_best_val_loss=pretrain.best_value, linear_best_val_acc=probe.best_value,
                    best_val_acc=probe.best_value, selection="pretraining: lowest validation loss; linear head: best "
-                   "validation accuracy; test evaluated once", evaluation="linear head on frozen encoder embeddings")
+                   "validation accuracy; test evaluated once",
+                   evaluation="linear head on standardised frozen encoder embeddings (train-row mean/std)")
     return summary
 
 

@@ -1,0 +1,101 @@
+"""The transfer recipes end to end on synthetic data: the cached linear probe against the re-run one, the embedding
+cache's key, discriminative learning rates, the partial regime's frozen blocks."""
+
+import pytest
+import torch
+
+from cifarlab import api
+from cifarlab.engine import checkpoint
+from cifarlab.models import create_model
+from cifarlab.recipes.probe import Embedded
+from cifarlab.recipes.transfer import optimizer_groups
+
+BASE = {"dataset": "synthetic:4:60:20", "model": "cnn_small", "epochs": 3, "batch_size": 32, "lr": 0.05,
+        "image_size": 16, "progress": "off", "deterministic": True, "weights": "none"}
+
+
+def _linear(tmp_path, name, **kw):
+    over = {**BASE, "out": str(tmp_path / "runs"), "data_root": str(tmp_path / "data"), "name": name, **kw}
+    return api.train(api.make_config("linear", overrides=over))
+
+
+def _head(run):
+    return checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
+
+
+def test_cached_probe_equals_the_probe_that_reruns_the_frozen_backbone(tmp_path):
+    cached = _linear(tmp_path, "cached")
+    rerun = _linear(tmp_path, "rerun", cache_embeddings=False)
+    assert cached.summary["embeddings"] == "cached" and rerun.summary["embeddings"] == "recomputed each epoch"
+    head = _head(cached)
+    full = _head(rerun)
+    for k, v in head.items():  # the cached run trains the head alone; the re-run one saves the whole model
+        torch.testing.assert_close(v, full[f"head.{k}"], rtol=1e-4, atol=1e-5)
+    assert cached.summary["test_acc"] == rerun.summary["test_acc"]
+
+
+def test_embedding_cache_is_reused_only_for_the_same_images(tmp_path):
+    first = _linear(tmp_path, "first")
+    cache = tmp_path / "data" / "cache" / "embeddings"
+    assert len(list(cache.glob("*.pt"))) == 1
+    again = _linear(tmp_path, "again")
+    assert len(list(cache.glob("*.pt"))) == 1  # a hit
+    assert again.summary["test_acc"] == first.summary["test_acc"]
+    # another split (seed) and another test subset need other images: new entries, same result as a cold cache
+    other = _linear(tmp_path, "other", seed=1)
+    subset = _linear(tmp_path, "subset", test_per_class=5)
+    assert len(list(cache.glob("*.pt"))) == 3
+    assert subset.summary["num_test"] == 20
+    for f in cache.glob("*.pt"):
+        f.unlink()
+    cold = _linear(tmp_path, "cold", seed=1)
+    for k, v in _head(other).items():
+        torch.testing.assert_close(v, _head(cold)[k])
+
+
+def test_embedded_rows_refuses_images_that_were_not_embedded():
+    e = Embedded(torch.tensor([2, 5, 9]), torch.zeros(3, 4), torch.zeros(1, 4))
+    assert e.rows(torch.tensor([9, 2])).tolist() == [2, 0]
+    with pytest.raises(ValueError, match="not embedded"):
+        e.rows(torch.tensor([5, 7]))
+
+
+def test_discriminative_learning_rates():
+    cfg = api.make_config("finetune", overrides={"model": "resnet18", "weights": "none", "lr": 0.1,
+                                                 "backbone_lr_factor": 0.1, "layer_decay": 0.5})
+    model = create_model("resnet18", num_classes=10, weights="none")
+    model.set_trainable("all")
+    scale_of = {}
+    for g in optimizer_groups(model, cfg):
+        for p in g["params"]:
+            scale_of[id(p)] = g["lr_scale"]
+    assert scale_of[id(model.head.weight)] == 1.0
+    blocks = model.block_names()
+    for depth, block in enumerate(reversed(blocks)):
+        want = 0.1 * 0.5 ** depth
+        scales = {scale_of[id(p)] for _, p in model.block_parameters(block)}
+        assert len(scales) == 1 and scales.pop() == pytest.approx(want), block
+    assert len(scale_of) == sum(1 for p in model.parameters() if p.requires_grad)  # nothing left out
+
+
+def test_partial_regime_trains_only_the_last_block_and_head(tmp_path):
+    torch.manual_seed(0)
+    state = create_model("cnn_small", num_classes=0, weights="none").trunk.state_dict()
+    weights = tmp_path / "w.pt"
+    torch.save(state, weights)
+    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"),
+                                                          "weights": str(weights), "augment": "flip"}))
+    assert run.summary["trainable_blocks"] == ["block4"]
+    after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
+    for k, v in state.items():
+        moved = not torch.equal(after[f"trunk.{k}"], v)
+        assert moved == k.startswith("3."), k  # block4 is trunk index 3; BatchNorm statistics of frozen blocks too
+
+
+def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):
+    run = _linear(tmp_path, "flips", flip_features=True)
+    assert run.summary["status"] == "complete" and run.summary["embeddings"] == "cached"
+    (entry,) = (tmp_path / "data" / "cache" / "embeddings").glob("*.pt")
+    saved = checkpoint.load(entry)
+    assert saved["train"].shape[1] == 2 and saved["test"].shape[1] == 2  # (N, image/mirror, D)
+    assert not torch.equal(saved["train"][:, 0], saved["train"][:, 1])
