@@ -63,6 +63,7 @@ class RunConfig:
                    choices=("auto", "bf16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
     compile: bool = opt(False, "torch.compile the model")
+    sync_bn: bool = opt(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)")
     deterministic: bool = opt(False, "deterministic kernels (slower; makes resume bit-exact on GPU)")
     num_threads: int = opt(0, "CPU threads for torch; 0 = all cores", lo=0, hi=1024)
     out: str = opt("runs", "parent directory of run directories")

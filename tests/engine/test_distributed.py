@@ -107,3 +107,30 @@ def test_gathered_supcon_loss_and_gradients_equal_single_process(tmp_path):
     loss.backward()
     assert got["loss"].item() == pytest.approx(loss.item(), abs=1e-6)
     torch.testing.assert_close(got["grad"], w.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_sync_batchnorm_keeps_parameters_and_frozen_blocks_and_refuses_the_cpu():
+    from torch import nn
+
+    from cifarlab.engine import distributed
+    from cifarlab.errors import ConfigError
+    from cifarlab.models import create_model
+
+    model = create_model("resnet18", num_classes=10, weights="none")
+    model.set_trainable(model.partial_blocks())
+    before = dict(model.state_dict())
+    params = {n: id(p) for n, p in model.named_parameters()}
+    with pytest.raises(ConfigError, match="cnn_small_gn"):
+        distributed.sync_batchnorm(model, torch.device("cpu"))
+    # the conversion itself needs no GPU (only SyncBatchNorm's forward does)
+    out = distributed.sync_batchnorm(model, torch.device("cuda"))
+    assert out is model
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(m, nn.SyncBatchNorm) for m in bns)
+    assert list(model.state_dict()) == list(before)
+    assert {n: id(p) for n, p in model.named_parameters()} == params  # the optimizer's references stay valid
+    model.train()
+    frozen = [m for m in bns if not m.weight.requires_grad]
+    trained = [m for m in bns if m.weight.requires_grad]
+    assert frozen and trained
+    assert not any(m.training for m in frozen) and all(m.training for m in trained)  # frozen blocks keep their stats

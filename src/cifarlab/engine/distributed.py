@@ -42,6 +42,17 @@ def get() -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
 
 
+def sync_batchnorm(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """BatchNorm layers that compute their batch statistics over every rank (``torch.nn.SyncBatchNorm``), in place
+    where the root is not itself a BatchNorm; parameters, buffers and state-dict keys are unchanged."""
+    if device.type != "cuda":
+        from cifarlab.errors import ConfigError
+
+        raise ConfigError("sync_bn=true needs CUDA devices (torch's SyncBatchNorm does not run on the CPU); for "
+                          "CPU/gloo runs use a GroupNorm model such as cnn_small_gn, which needs no synchronisation")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if get().enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

@@ -217,6 +217,8 @@ def _device_name(device: torch.device) -> str:
 
 def to_device(model: nn.Module, p: Prepared, cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Move ``model`` to the device (channels_last on CUDA) and return (model, the module to call)."""
+    if cfg.sync_bn and distributed.get().enabled:
+        model = distributed.sync_batchnorm(model, p.device)
     fmt = memory_format(p.device, cfg.channels_last)
     model.to(p.device, memory_format=fmt)
     fwd: nn.Module = model
