@@ -54,6 +54,12 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work (so wall-clock timings are true); nothing to wait for elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def set_threads(n: int) -> None:
     if n:
         torch.set_num_threads(n)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from cifarlab.config import RunConfig
 from cifarlab.data.batches import eval_batches, num_batches, train_batches
 from cifarlab.engine import checkpoint, distributed
-from cifarlab.engine.device import autocast
+from cifarlab.engine.device import autocast, synchronize
 from cifarlab.engine.optim import lr_factor, set_lr
 from cifarlab.engine.rundir import RunDir
 from cifarlab.errors import CheckpointError, CifarlabError, ConfigError, TrainingDiverged
@@ -64,9 +64,6 @@ class FitResult:
     images_per_s: float = 0.0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def progress_enabled(mode: str) -> bool:
@@ -156,7 +153,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         # same shuffles, and every rank draws the same permutation of the global batch
         shuffle_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
         aug_gen.manual_seed((cfg.seed * 1_000_003 + epoch) * 4099 + d.rank)
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
@@ -197,7 +194,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
                                                              torch.tensor(float(preds), device=device)]))
             loss_sum, correct, seen, preds = counts[0], counts[1], int(counts[2].item()), int(counts[3].item())
             first_bad = distributed.all_reduce_max(first_bad)
-        _sync(device)
+        synchronize(device)
         train_time = time.perf_counter() - t0
         bad = int(first_bad.item())
         if bad >= 0:

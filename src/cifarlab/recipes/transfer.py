@@ -19,6 +19,7 @@ from cifarlab.config import TransferConfig
 from cifarlab.data import Augment
 from cifarlab.data.sources import default_root
 from cifarlab.engine import checkpoint
+from cifarlab.engine.device import synchronize
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitData, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
@@ -112,18 +113,15 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
     used = used.to(p.device)
     t0 = time.perf_counter()
     train = embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp)
-    _sync(p.device)
+    synchronize(p.device)
     t1 = time.perf_counter()
     emb = Embedded(used, train, embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
-    _sync(p.device)
+    synchronize(p.device)
     seconds = {"train": t1 - t0, "test": time.perf_counter() - t1}
     checkpoint.save({"used": emb.used.cpu(), "train": emb.train.cpu(), "test": emb.test.cpu()}, path)
     return emb, seconds
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model: Backbone, augment: Augment
