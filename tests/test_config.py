@@ -26,7 +26,8 @@ def test_key_of_another_recipe_is_rejected():
 
 
 @pytest.mark.parametrize("pair, message", [
-    ("lr=-0.1", r"lr=-0.1 is out of range; allowed: > 0.0"),
+    ("lr=-0.1", r"lr=-0.1 is out of range; allowed: >= 0.0"),
+    ("base_lr=0", r"base_lr=0.0 is out of range; allowed: > 0.0"),
     ("train_fraction=1.5", r"train_fraction=1.5 is out of range; allowed: <= 1.0"),
     ("optimizer=adam", r"optimizer='adam' is not allowed; choose from: sgd, adamw"),
     ("epochs=three", r"epochs='three': expected int"),

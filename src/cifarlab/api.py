@@ -21,6 +21,10 @@ def recipe_names() -> list[str]:
     return RECIPES.names()
 
 
+def config_class(recipe: str) -> type[RunConfig]:
+    return RECIPES.get(recipe).config_class
+
+
 def model_names() -> list[str]:
     from cifarlab.models import MODELS
 
@@ -78,22 +82,37 @@ def study_plan(study_file: str, out: str) -> str:
     return plan_lines(study_file, out)
 
 
-def bench(dataset: str | None = None, data_root: str | None = None, device: str = "auto", model: str = "resnet18",
-          batch_size: int = 512, steps: int = 10, repeats: int = 3, workers: int = 2,
-          probe_model: str = "efficientnet_lite0", resolution: int = 128) -> str:
-    """Scratch and linear-probe hot loops vs the notebook pipeline; returns the table as text."""
+def bench(options: Any = None, log=None) -> str:
+    """Each regime's hot loop as the product runs it (and the notebook pipeline): steady-state images/s, TFLOP/s,
+    MFU, and the warm-up/compile seconds apart. ``options``: an :class:`cifarlab.engine.bench.BenchOptions`."""
     import os
 
     from cifarlab.data import load_dataset
     from cifarlab.engine import bench as b
     from cifarlab.engine.device import resolve_device
 
-    dev = resolve_device(device)
-    data = load_dataset(dataset or os.environ.get("CIFARLAB_DATASET") or "cifar10", data_root)
-    rows = b.bench_scratch(data.train_x, data.train_y, model, batch_size, steps, repeats, dev, workers)
-    rows += b.bench_embed(data.train_x, probe_model, resolution, min(batch_size, 256), steps, repeats, dev)
+    o = options or b.BenchOptions()
+    dev = resolve_device(o.device)
+    data = load_dataset(o.dataset or os.environ.get("CIFARLAB_DATASET") or "cifar10", o.data_root or None)
+    split = [v.strip() for v in o.loops.split(",") if v.strip()]
+    unknown = [v for v in split if v not in b.LOOPS]
+    variants = [v.strip() for v in o.variants.split(",") if v.strip()]
+    unknown += [v for v in variants if v not in b.VARIANTS]
+    if unknown:
+        from cifarlab.errors import ConfigError
+
+        raise ConfigError(f"bench: unknown loop/variant {unknown}; loops: {', '.join(b.LOOPS)}; variants: "
+                          f"{', '.join(b.VARIANTS)}")
+    sizes = [int(v) for v in o.batch_sizes.split(",") if v.strip()]
+    rows = b.bench_loops(data.train_x, data.train_y, split, variants, sizes, o.steps, o.repeats, dev, o.model,
+                         o.probe_model, o.resolution, log=log)
+    if o.notebook and "scratch" in split:
+        rows += [b.bench_notebook(data.train_x, data.train_y, o.model, bs, o.steps, o.repeats, dev, o.workers)
+                 for bs in sizes]
     return (f"device: {dev}; FLOPs from torch.utils.flop_counter (1 multiply-add = 2 FLOPs, training = 3x "
-            f"forward); MFU against the dense bf16 peak (CUDA only)\n" + b.format_rows(rows))
+            f"forward); MFU against the dense bf16 peak (CUDA only); warm-up = the first call (allocation, "
+            f"autotuning, compilation), images/s = median of {o.repeats} calls of {o.steps} steps after it\n"
+            + b.format_rows(rows))
 
 
 def keys_help(recipe: str) -> str:

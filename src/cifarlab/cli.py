@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from cifarlab import api
+from cifarlab import api, config
+from cifarlab.engine.bench import BenchOptions
 from cifarlab.errors import CifarlabError
 
-# flags shared by the recipes -> config keys (a flag a recipe does not know is rejected by the config layer)
-RUN_FLAGS = {
-    "model": str, "dataset": str, "data_root": str, "epochs": int, "batch_size": int, "lr": float, "seed": int,
-    "device": str, "out": str, "name": str, "per_class": int, "train_fraction": float, "val_fraction": float,
-    "weights": str, "init": str, "resolution": int, "augment": str, "image_size": int, "progress": str,
-}
-BOOL_FLAGS = ("resume", "overwrite", "compile", "deterministic")
+# flags shared by the recipes -> config keys (a flag a recipe does not know is rejected by the config layer);
+# their types are the config fields' own
+RUN_FLAGS = ("model", "dataset", "data_root", "epochs", "batch_size", "lr", "seed", "device", "out", "name",
+             "per_class", "train_fraction", "val_fraction", "weights", "init", "resolution", "augment", "image_size",
+             "progress", "compile")
+BOOL_FLAGS = ("resume", "overwrite", "deterministic")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", help="regime to run: " + ", ".join(api.recipe_names()))
     p.add_argument("--config", help="TOML file of config keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    for key, typ in RUN_FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None)
+    types = config_types()
+    for key in RUN_FLAGS:
+        extra = {"nargs": "?", "const": "on"} if key == "compile" else {}  # a bare --compile means on
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=types[key], default=None, **extra)
     for key in BOOL_FLAGS:
         p.add_argument("--" + key, dest=key, action="store_const", const=True, default=None)
+
+
+def config_types() -> dict[str, type]:
+    """Every config key's type, over all recipes' config classes."""
+    types: dict[str, type] = {}
+    for name in api.recipe_names():
+        types.update(config.field_types(api.config_class(name)))
+    return types
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,17 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "OUT) without running anything")
     st.add_argument("--gpus", default=None, help="comma-separated CUDA devices (or 'cpu' slots) to run independent "
                                                  "runs concurrently, one per device, e.g. 0,1,2,3")
-    b = sub.add_parser("bench", help="hot-loop throughput vs the notebook pipeline, TFLOP/s and MFU (CUDA)")
-    b.add_argument("--dataset", default=None, help="default: $CIFARLAB_DATASET or cifar10")
-    b.add_argument("--data-root", default=None)
-    b.add_argument("--device", default="auto")
-    b.add_argument("--model", default="resnet18")
-    b.add_argument("--batch-size", type=int, default=512)
-    b.add_argument("--steps", type=int, default=10, help="optimizer steps (or embedding batches) per repeat")
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--workers", type=int, default=2, help="DataLoader workers of the notebook pipeline")
-    b.add_argument("--probe-model", default="efficientnet_lite0")
-    b.add_argument("--resolution", type=int, default=128)
+    b = sub.add_parser("bench", help="each regime's hot loop: images/s, TFLOP/s, MFU (CUDA), warm-up seconds apart")
+    for f in dataclasses.fields(BenchOptions):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            b.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+        else:
+            b.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list recipes")
     return parser
@@ -93,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
         elif args.command == "bench":
-            print(api.bench(args.dataset, args.data_root, args.device, args.model, args.batch_size, args.steps,
-                            args.repeats, args.workers, args.probe_model, args.resolution))
+            opts = BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)})
+            print(api.bench(opts, log=lambda m: print(m, file=sys.stderr, flush=True)))
         elif args.command == "keys":
             print(api.keys_help(args.recipe))
         elif args.command == "models":

@@ -21,9 +21,24 @@ def opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | No
         lo_open: bool = False) -> Any:
     """A config field with its documentation and constraints (``lo``/``hi`` inclusive unless ``lo_open``)."""
     meta = {"help": help, "choices": choices, "lo": lo, "hi": hi, "lo_open": lo_open}
+    return _field(default, meta)
+
+
+def _field(default: Any, meta: dict[str, Any]) -> Any:
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def redefault(key: str, default: Any, help: str | None = None, choices: tuple | None = None) -> Any:
+    """The shared key ``key`` of :class:`RunConfig` with another default (and optionally another help text or
+    choices) for one recipe; its bounds are the shared field's, so they are written once."""
+    meta = dict(RunConfig.__dataclass_fields__[key].metadata)
+    if help is not None:
+        meta["help"] = help
+    if choices is not None:
+        meta["choices"] = choices
+    return _field(default, meta)
 
 
 @dataclass
@@ -43,15 +58,30 @@ class RunConfig:
     val_fraction: float = opt(0.1, "fraction of the used train images held out (stratified) for model selection",
                               lo=0.0, hi=0.5)
     epochs: int = opt(30, "training epochs", lo=1, hi=10000)
+    tta: str = opt("auto", "also report test accuracy with test-time augmentation (mean logits over flips and 2-pixel "
+                           "translations; its own column, test_acc_tta): on, off, or auto (on for CUDA; on the CPU it "
+                           "costs 6x the test pass)", choices=("auto", "on", "off"))
     batch_size: int = opt(512, "images per optimizer step", lo=1, hi=65536)
     eval_batch_size: int = opt(1024, "images per forward pass when evaluating", lo=1, hi=65536)
-    lr: float = opt(0.4, "peak learning rate (of the head, where rates differ)", lo=0.0, lo_open=True, hi=100.0)
+    lr: float = opt(0.0, "peak learning rate, used exactly as given (of the head, where rates differ); 0 = base_lr "
+                         "carried from ref_batch to batch_size by lr_scaling", lo=0.0, hi=100.0)
+    base_lr: float = opt(0.4, "peak learning rate at the reference batch ref_batch (lr per ref_batch images)", lo=0.0,
+                         lo_open=True, hi=100.0)
+    ref_batch: int = opt(512, "the batch size base_lr is stated for", lo=1, hi=65536)
+    lr_scaling: str = opt("linear", "how the learning rate follows batch_size when lr = 0: linear "
+                          "(base_lr x B/ref_batch) or sqrt (base_lr x sqrt(B/ref_batch))", choices=("linear", "sqrt"))
     optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
     momentum: float = opt(0.9, "SGD momentum / AdamW beta1", lo=0.0, hi=0.999)
     nesterov: bool = opt(True, "Nesterov momentum (SGD)")
     weight_decay: float = opt(5e-4, "weight decay (never applied to norms and biases)", lo=0.0, hi=1.0)
     schedule: str = opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
     warmup_epochs: float = opt(1.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
+    warmup_min_steps: int = opt(30, "a warm-up (warmup_epochs > 0) lasts at least this many optimizer steps, so tiny "
+                                    "subsets and large batches warm up too; a shorter run never reaches the peak lr",
+                                lo=0)
+    divergence_factor: float = opt(10.0, "a run has diverged when its loss exceeds this many times the chance-level "
+                                         "loss (BatchNorm lag early in training is told apart and tolerated)",
+                                   lo=1.0, lo_open=True)
     milestones: list = opt([0.5, 0.75], "multistep: fractions of training at which the lr is multiplied by gamma")
     gamma: float = opt(0.1, "multistep: lr factor at each milestone", lo=0.0, lo_open=True, hi=1.0)
     label_smoothing: float = opt(0.1, "cross-entropy label smoothing", lo=0.0, hi=0.99)
@@ -62,7 +92,9 @@ class RunConfig:
     amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",
                    choices=("auto", "bf16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
-    compile: bool = opt(False, "torch.compile the model")
+    compile: str = opt("auto", "torch.compile the model: on, off, cudagraphs (compiled with CUDA graphs), or auto "
+                               "(on for CUDA runs long enough to pay back the compilation; off elsewhere)",
+                       choices=("auto", "on", "off", "cudagraphs"))
     sync_bn: bool = opt(False, "under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm; CUDA only)")
     deterministic: bool = opt(False, "deterministic kernels (slower; makes resume bit-exact on GPU)")
     num_threads: int = opt(0, "CPU threads for torch; 0 = all cores", lo=0, hi=1024)
@@ -95,17 +127,20 @@ class ScratchConfig(RunConfig):
 class TransferConfig(RunConfig):
     """ImageNet backbones: linear probe, last block unfrozen, or full fine-tuning with discriminative rates."""
 
-    model: str = opt("efficientnet_lite0", "backbone name from the model registry")
+    model: str = redefault("model", "efficientnet_lite0")
     recipe: str = opt("linear", "linear | partial | finetune")
-    epochs: int = opt(10, "training epochs", lo=1, hi=10000)
-    batch_size: int = opt(128, "images per optimizer step", lo=1, hi=65536)
-    lr: float = opt(0.01, "learning rate of the head", lo=0.0, lo_open=True, hi=100.0)
-    optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
-    weight_decay: float = opt(5e-4, "weight decay", lo=0.0, hi=1.0)
-    schedule: str = opt("cosine", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
-    warmup_epochs: float = opt(0.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
-    augment: str = opt("none", "train augmentation; linear probes with 'none' train on cached embeddings",
-                       choices=("none", "flip", "cropflip", "autoaugment"))
+    epochs: int = redefault("epochs", 10)
+    batch_size: int = redefault("batch_size", 128)
+    base_lr: float = redefault("base_lr", 0.01, "peak learning rate of the head at the reference batch ref_batch")
+    ref_batch: int = redefault("ref_batch", 128)
+    schedule: str = redefault("schedule", "cosine")
+    warmup_epochs: float = redefault("warmup_epochs", 0.0)
+    augment: str = redefault("augment", "auto", "train augmentation; auto = none for linear (which then trains on "
+                                                "cached embeddings), cropflip for partial and finetune",
+                             choices=("auto", "none", "flip", "cropflip", "autoaugment"))
+    head_init: str = opt("probe", "partial/finetune: start the head from a linear probe on the frozen backbone's "
+                                  "embeddings (LP-FT, Kumar et al. 2022), or from random weights",
+                         choices=("probe", "random"))
     weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
                         "'random' for the control; '' = use `weights`")
@@ -127,11 +162,11 @@ class SupConConfig(RunConfig):
     epochs: int = opt(100, "pretraining epochs; 0 = none: the randomly initialised encoder through the same "
                            "evaluation (the control)", lo=0, hi=10000)
     batch_size: int = opt(512, "images per step (each contributes `views` views)", lo=2, hi=65536)
-    lr: float = opt(0.5, "peak learning rate", lo=0.0, lo_open=True, hi=100.0)
-    weight_decay: float = opt(1e-4, "weight decay", lo=0.0, hi=1.0)
-    schedule: str = opt("cosine", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
-    warmup_epochs: float = opt(5.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
-    label_smoothing: float = opt(0.0, "cross-entropy baseline label smoothing", lo=0.0, hi=0.99)
+    base_lr: float = redefault("base_lr", 0.5)
+    weight_decay: float = redefault("weight_decay", 1e-4)
+    schedule: str = redefault("schedule", "cosine")
+    warmup_epochs: float = redefault("warmup_epochs", 5.0)
+    label_smoothing: float = redefault("label_smoothing", 0.0, "cross-entropy baseline label smoothing")
     views: int = opt(2, "augmented views per image", lo=2, hi=16)
     temperature: float = opt(0.1, "softmax temperature of the contrastive loss", lo=0.0, lo_open=True, hi=10.0)
     proj_hidden: int = opt(512, "projection head hidden width", lo=1)
@@ -149,10 +184,10 @@ class RotationConfig(RunConfig):
     label_free = True  # class attribute, not a key: the split and everything in training ignore class labels
 
     recipe: str = opt("rotation", "rotation")
-    epochs: int = opt(30, "pretraining epochs", lo=1, hi=10000)
-    batch_size: int = opt(128, "images per step (x4 rotated inputs)", lo=1, hi=65536)
-    lr: float = opt(0.2, "peak learning rate", lo=0.0, lo_open=True, hi=100.0)
-    label_smoothing: float = opt(0.0, "label smoothing of the rotation loss", lo=0.0, hi=0.99)
+    batch_size: int = redefault("batch_size", 128, "images per step (x4 rotated inputs)")
+    base_lr: float = redefault("base_lr", 0.2)
+    ref_batch: int = redefault("ref_batch", 128)
+    label_smoothing: float = redefault("label_smoothing", 0.0, "label smoothing of the rotation loss")
 
 
 def field_types(cls: type) -> dict[str, Any]:

@@ -102,3 +102,35 @@ def test_cli_report(runs_dir, tmp_path):
     assert (tmp_path / "x.html").is_file()
     summary = json.loads((runs_dir / "broken" / "summary.json").read_text())
     assert summary["status"] == "failed"
+
+
+def test_report_over_diverged_runs_completes_and_shows_them_as_diverged(tmp_path):
+    """Two runs blown up by an absurd learning rate, and a complete run whose saved embeddings are infinite (what
+    a diverged run looked like before divergence was caught): the report is written, says what it could not show,
+    and reports no accuracy for the diverged runs."""
+    import numpy as np
+
+    from cifarlab.errors import TrainingDiverged
+
+    out = tmp_path / "runs"
+    common = {"dataset": "synthetic:4:20:10", "model": "cnn_small", "image_size": 16, "epochs": 2, "batch_size": 16,
+              "out": str(out), "embed_samples": 20, "progress": "off"}
+    for seed in (0, 1):
+        with pytest.raises(TrainingDiverged):
+            api.train(api.make_config("scratch", overrides={**common, "lr": 50.0, "seed": seed, "name": f"boom{seed}"}))
+    api.train(api.make_config("scratch", overrides={**common, "name": "inf"}))
+    pred_file = out / "inf" / "predictions.npz"
+    pred = dict(np.load(pred_file))
+    pred["embeddings"][:3] = np.inf
+    np.savez(pred_file, **pred)
+    path = build(out, "html", tmp_path / "r.html")
+    text = path.read_text()
+    for name in ("boom0", "boom1"):
+        section = text[text.index(f'id="run-{name}"'):]
+        section = section[:section.index("</section>")]
+        assert "diverged" in section and "no test accuracy is reported" in section and "training curves" in section
+    inf = text[text.index('id="run-inf"'):]
+    assert "3 of 20 embeddings are not finite" in inf[:inf.index("</section>")]
+    rows = re.findall(r"<tr class=failed>.*?</tr>", text)
+    assert len(rows) == 2 and all("diverged" in r for r in rows)
+    assert build(out, "md", tmp_path / "r.md").is_file()

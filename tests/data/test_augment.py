@@ -104,3 +104,14 @@ def test_contrastive_views_shape_and_independence():
     v = views(x, _gen())
     assert v.shape == (5, 3, 3, 8, 8)
     assert not torch.equal(v[:, 0], v[:, 1])
+
+
+def test_translate_moves_pixels_and_reflects_the_border():
+    from cifarlab.data.augment import translate
+
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.uint8).view(2, 3, 5, 6)
+    y = translate(x, 2, -1)
+    assert torch.equal(y[:, :, 2:, :5], x[:, :, :3, 1:])  # out (i, j) = in (i - 2, j + 1)
+    assert torch.equal(y[:, :, 0, :5], x[:, :, 2, 1:]) and torch.equal(y[:, :, 1, :5], x[:, :, 1, 1:])  # rows 2, 1
+    assert torch.equal(y[:, :, 2:, 5], x[:, :, :3, 4])  # column 6 reflects to 4
+    assert torch.equal(translate(x, 0, 0), x)

@@ -94,3 +94,25 @@ def test_parallel_slots_respect_dependencies_and_skip_complete(tmp_path):
     assert summaries["ft-pc5-s0"]["study_series"] == "rotation + finetune"
     failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
     assert failed == []  # everything complete: nothing rerun
+
+
+def test_a_study_goes_on_after_a_diverged_run_and_lists_it(tmp_path, capsys):
+    from cifarlab.errors import CheckpointError
+
+    f = tmp_path / "bad.toml"
+    f.write_text(STUDY.replace("seeds = [0, 1]\n\n[[runs]]", "seeds = [0, 1]\nlr = 50.0\n\n[[runs]]", 1)
+                 .replace("per_class = [5, 10]\nseeds = [0, 1]", "per_class = [5]\nseeds = [0]")
+                 + '\n[[runs]]\nrecipe = "scratch"\nname = "fine"\n')
+    out = tmp_path / "out"
+    failed, report = api.study(str(f), str(out))
+    assert sorted(failed) == ["ft-pc5-s0", "rot-s0", "rot-s1"]
+    assert json.loads((out / "fine" / "summary.json").read_text())["status"] == "complete"
+    assert json.loads((out / "rot-s0" / "summary.json").read_text())["status"] == "diverged"
+    assert not (out / "ft-pc5-s0").exists()  # skipped: it starts from a diverged run
+    assert report and (out / "report.html").is_file()
+    err = capsys.readouterr().err
+    assert "3 of 4 runs did not complete" in err and "ft-pc5-s0 (skipped): it starts from a run" in err
+    with pytest.raises(CheckpointError, match=r"init=.*rot-s0: that run's status is diverged, not complete"):
+        api.train(api.make_config("finetune", overrides={"dataset": "synthetic:4:30:10", "model": "cnn_small",
+                                                         "image_size": 16, "init": str(out / "rot-s0"),
+                                                         "out": str(out), "epochs": 1}))

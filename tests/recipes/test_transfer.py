@@ -99,3 +99,19 @@ def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):
     saved = checkpoint.load(entry)
     assert saved["train"].shape[1] == 2 and saved["test"].shape[1] == 2  # (N, image/mirror, D)
     assert not torch.equal(saved["train"][:, 0], saved["train"][:, 1])
+
+
+def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
+    """LP-FT: the head starts from a linear probe on the frozen backbone (selected on validation, test untouched),
+    so fine-tuning starts from the probe's accuracy instead of from chance."""
+    # a "pretrained" encoder: a short scratch run (its BatchNorm statistics match its weights, as real ones do)
+    scratch = {k: v for k, v in BASE.items() if k != "weights"}
+    source = api.train(api.make_config("scratch", overrides={**scratch, "out": str(tmp_path / "runs"), "name": "src"}))
+    common = {**BASE, "out": str(tmp_path / "runs"), "init": str(source.path), "epochs": 1, "lr": 1e-6}
+    lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
+    rand = api.train(api.make_config("finetune", overrides={**common, "name": "rand", "head_init": "random"}))
+    assert lp.summary["augment"] == "cropflip" and lp.summary["head_init"] == "probe"
+    assert (lp.path / "head_init_metrics.csv").is_file() and not (rand.path / "head_init_metrics.csv").exists()
+    # with a learning rate too small to move anything, the accuracy is the starting head's
+    assert lp.summary["best_val_acc"] > rand.summary["best_val_acc"] + 0.2
+    assert api.make_config("linear").augment == "auto"

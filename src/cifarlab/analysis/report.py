@@ -99,14 +99,29 @@ def project_2d(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray | None
 
 
 def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> dict[str, Any]:
-    """Everything the report shows for one run: metrics and figures (as PNG bytes)."""
-    out: dict[str, Any] = {"figures": [], "pairs": [], "per_class": None, "silhouette": None}
+    """Everything the report shows for one run: metrics and figures (as PNG bytes). Never raises: what cannot be
+    computed (a run that diverged, failed, or left unreadable files) is listed in ``missing`` with the reason."""
+    out: dict[str, Any] = {"figures": [], "pairs": [], "per_class": None, "silhouette": None, "missing": []}
+    try:
+        _analyse(run, embedding, max_points, out)
+    except Exception as exc:  # a broken run directory must not take the whole report down
+        out["missing"].append(f"analysis stopped: {type(exc).__name__}: {exc}")
+    if run.status != "complete":
+        out["missing"].insert(0, f"status {run.status}: no test accuracy is reported for this run")
+    return out
+
+
+def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> None:
     if run.metrics:
         out["figures"].append(Figure("curves", _png(plots.curves(run.metrics)), "training curves"))
-    pred = run.predictions
+    else:
+        out["missing"].append("training curves: no metrics.csv")
+    pred = run.predictions if run.status == "complete" else None
     classes = run.classes
     if pred is None or not classes:
-        return out
+        if run.status == "complete":
+            out["missing"].append("confusion matrix, mistakes, embeddings: no predictions.npz")
+        return
     if "preds" in pred:
         cm = metrics.confusion(pred["labels"], pred["preds"], len(classes))
         out["cm"] = cm
@@ -124,13 +139,16 @@ def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> d
     if emb is not None and len(emb) >= 10 and embedding != "none":
         labels = pred["labels"][pred["embed_idx"]]
         emb, labels = emb[:max_points].astype(np.float32), labels[:max_points]
+        finite = np.isfinite(emb).all(1)
+        if not finite.all():
+            out["missing"].append(f"embedding plot: {int((~finite).sum())} of {len(emb)} embeddings are not finite")
+            return
         out["silhouette"] = metrics.embedding_silhouette(emb, labels)
         xy = project_2d(emb, embedding)
         if xy is not None:
             out["figures"].append(Figure("embedding", _png(plots.embedding_scatter(
                 xy, labels, classes, f"{embedding.upper()} of test embeddings (silhouette {out['silhouette']:.3f})")),
                 f"{embedding} of embeddings"))
-    return out
 
 
 def lowlabel_series(runs: list[Run]) -> dict[str, list[tuple[int, float, float]]]:
@@ -265,6 +283,9 @@ def _run_html(r: Run, a: dict[str, Any]) -> list[str]:
                  f"{a['silhouette']:.3f}" if a.get("silhouette") is not None else "–"}
     if s.get("error"):
         facts["error"] = s["error"]
+    if s.get("bn_lag_epochs"):
+        facts["note"] = (f"epoch(s) {s['bn_lag_epochs']}: large validation loss from lagging BatchNorm running "
+                         "statistics, not divergence")
     h = [f'<section id="run-{esc(r.name)}"><h2>{esc(r.name)}</h2><table>']
     h += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts.items()]
     h.append("</table>")
@@ -277,6 +298,8 @@ def _run_html(r: Run, a: dict[str, Any]) -> list[str]:
         h.append("<p>Most-confused pairs: " + esc("; ".join(
             f"{p['a']} ↔ {p['b']}: {p['count']} ({p['a_as_b']} / {p['b_as_a']})" for p in a["pairs"])) + "</p>")
     h += [_img_html(f) for f in a["figures"]]
+    if a.get("missing"):
+        h.append("<p class=missing>Not shown: " + esc("; ".join(a["missing"])) + "</p>")
     h.append("</section>")
     return h
 

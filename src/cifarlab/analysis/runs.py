@@ -53,7 +53,10 @@ class Run:
 
     @property
     def accuracy(self) -> float | None:
-        """The run's headline test accuracy: classifier accuracy, or rotation accuracy for pretext runs."""
+        """The run's headline test accuracy: classifier accuracy, or rotation accuracy for pretext runs; None for a
+        run that did not complete (a diverged or failed run is never reported as a result)."""
+        if self.status != "complete":
+            return None
         for k in ("test_acc", "rotation_test_acc"):
             if isinstance(self.summary.get(k), (int, float)):
                 return float(self.summary[k])

@@ -64,6 +64,25 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int, flip_p: float
     return torch.gather(x.reshape(b, c, h * w), 2, src).view(b, c, h, w)
 
 
+def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift every image by (``dy``, ``dx``) pixels, the uncovered border filled by reflection (as the training
+    crop pads): output pixel (i, j) is input pixel (i - dy, j - dx), reflected into the image."""
+    b, c, h, w = x.shape
+    rows = _reflect(torch.arange(h, device=x.device) - dy, h)
+    cols = _reflect(torch.arange(w, device=x.device) - dx, w)
+    return x[:, :, rows][:, :, :, cols]
+
+
+# test-time augmentation views: (mirror, dy, dx); the mean of the logits over them is the TTA prediction
+TTA_VIEWS = ((False, 0, 0), (True, 0, 0), (False, 2, 2), (True, 2, 2), (False, -2, -2), (True, -2, -2))
+
+
+def tta_view(x: torch.Tensor, view: tuple[bool, int, int]) -> torch.Tensor:
+    mirror, dy, dx = view
+    x = x.flip(3) if mirror else x
+    return translate(x, dy, dx) if dy or dx else x
+
+
 def normalize(x: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 (or 0..255 float) -> float32 normalised with per-channel ``mean``/``std`` given in [0, 1] units."""
     s = torch.tensor(std, device=x.device, dtype=torch.float32).view(1, -1, 1, 1) * 255.0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import random
+import resource
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,3 +70,38 @@ def set_threads(n: int) -> None:
 
 def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()})"
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of the device (CUDA) or available RAM (Linux CPU); None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak device memory of this process: CUDA's max allocated, or the process's max RSS on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def compile_model(fn, mode: str):
+    """``torch.compile`` of a module or function: ``on`` (inductor's default mode), ``cudagraphs`` (inductor with
+    CUDA graphs: "reduce-overhead"), or ``off`` (returned as is). Compiled code is cached on disk by inductor (its
+    FX-graph and AOT-autograd caches), so a second run of the same model and shapes compiles much faster."""
+    if mode == "off":
+        return fn
+    return torch.compile(fn, mode="reduce-overhead" if mode == "cudagraphs" else None)

@@ -2,12 +2,15 @@
 
 A regime plugs in a *task* (what turns a uint8 batch into a loss; see ``cifarlab.objectives``), a model whose
 frozen blocks are already set, and the optimizer's parameter groups. The loop owns the schedule, mixed precision,
-validation and model selection, checkpoints, resume, divergence checks, the progress bar and the logs.
+validation and model selection, checkpoints, resume, divergence checks, the progress bar and the logs. It reads a
+small :class:`FitSpec`, built once from the run's config (``FitSpec.from_config``) or directly by a caller that
+has no config (the linear evaluation of a frozen encoder).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -22,7 +25,7 @@ from cifarlab.config import RunConfig
 from cifarlab.data.batches import eval_batches, num_batches, train_batches
 from cifarlab.engine import checkpoint, distributed
 from cifarlab.engine.device import autocast, synchronize
-from cifarlab.engine.optim import lr_factor, set_lr
+from cifarlab.engine.optim import lr_factor, peak_lr, set_lr
 from cifarlab.engine.rundir import RunDir
 from cifarlab.errors import CheckpointError, CifarlabError, ConfigError, TrainingDiverged
 
@@ -32,7 +35,8 @@ class Task(Protocol):
 
     ``train_step`` returns (mean loss, number correct, number of predictions) for one batch; ``eval_step`` the
     same with the loss summed, without augmentation. ``select`` names the validation metric for model selection
-    and whether higher is better.
+    and whether higher is better; ``chance_loss`` is the loss of a model that knows nothing (the yardstick of
+    the divergence check).
     """
 
     select: tuple[str, str]
@@ -42,6 +46,40 @@ class Task(Protocol):
 
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         ...
+
+    def chance_loss(self, num_classes: int, batch_size: int) -> float: ...
+
+
+@dataclass
+class FitSpec:
+    """Everything the loop reads: the budget, the learning rate and its schedule, evaluation and run options."""
+
+    epochs: int
+    batch_size: int
+    lr: float  # peak rate at ``batch_size``, or 0: carried from ``base_lr`` at ``ref_batch`` by ``lr_scaling``
+    base_lr: float = 0.0
+    ref_batch: int = 1
+    lr_scaling: str = "linear"
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_min_steps: int = 0
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+    seed: int = 0
+    amp: str = "auto"
+    eval_batch_size: int = 1024
+    max_steps_per_epoch: int = 0
+    divergence_factor: float = 10.0
+    resume: bool = False
+    progress: str = "off"
+
+    @classmethod
+    def from_config(cls, cfg: RunConfig, **changes: Any) -> FitSpec:
+        keys = {k: getattr(cfg, k) for k in cls.__dataclass_fields__}
+        return cls(**{**keys, **changes})
+
+    def peak_lr(self, batch_size: int) -> tuple[float, str]:
+        return peak_lr(self, batch_size)  # type: ignore[arg-type]  (reads lr, base_lr, ref_batch, lr_scaling)
 
 
 @dataclass
@@ -62,8 +100,21 @@ class FitResult:
     train_time_s: float = 0.0  # training steps only
     epochs_wall_s: float = 0.0  # training steps + the validation pass of every epoch
     images_per_s: float = 0.0
+    peak_lr: float = float("nan")
+    lr_rule: str = ""
+    batch_size: int = 0
+    first_step_at: float | None = None  # time.perf_counter() when this process's first optimizer step had finished
+    bn_lag_epochs: list[int] = field(default_factory=list)
 
-
+    def timing(self) -> dict[str, float]:
+        """The first epoch's wall time against the median of the others (compilation, autotuning, warm-up)."""
+        walls = [r["wall_time_s"] for r in self.history]
+        if len(walls) < 2:
+            return {}
+        median = statistics.median(walls[1:])
+        return {"first_epoch_s": round(walls[0], 3), "median_epoch_s": round(median, 3),
+                "first_epoch_excess_s": round(walls[0] - median, 3),
+                "first_epoch_ratio": round(walls[0] / max(median, 1e-9), 3)}
 
 
 def progress_enabled(mode: str) -> bool:
@@ -73,165 +124,119 @@ def progress_enabled(mode: str) -> bool:
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int,
              device: torch.device, amp: str) -> dict[str, float]:
-    """Mean loss and accuracy of ``task.eval_step`` over ``x``/``y`` (already on the device)."""
+    """Mean loss and accuracy of ``task.eval_step`` over ``x``/``y`` (already on the device).
+
+    cuDNN's autotuner is off here: evaluation shapes (the eval batch, the last partial batch) differ from the
+    training batch, and tuning each of them cost more than the whole evaluation on a GPU."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     n = 0
-    for sl in eval_batches(len(x), batch_size):
-        with autocast(device, amp):
-            ls, c, k = task.eval_step(model, x[sl], y[sl])
-        loss_sum += ls.float()
-        correct += c
-        n += k
+    with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                     deterministic=torch.backends.cudnn.deterministic):
+        for sl in eval_batches(len(x), batch_size):
+            with autocast(device, amp):
+                ls, c, k = task.eval_step(model, x[sl], y[sl])
+            loss_sum += ls.float()
+            correct += c
+            n += k
     model.train(was_training)
     return {"loss": (loss_sum / max(n, 1)).item(), "acc": (correct / max(n, 1)).item()}
 
 
-def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, cfg: RunConfig,
+@torch.no_grad()
+def batch_statistics_loss(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                          device: torch.device, amp: str, max_images: int = 2048) -> float:
+    """Validation loss with the trainable BatchNorm layers normalising by each batch's own statistics (as in
+    training) instead of their running averages; the running averages are left as they were.
+
+    Early in training the running averages lag the weights (momentum 0.1 per step), so the validation loss in
+    eval mode can be huge while the network itself is fine; with batch statistics it is not."""
+    was_training = model.training
+    model.train()  # frozen blocks stay in eval (Backbone.train)
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    saved = [{k: v.clone() for k, v in m.named_buffers()} for m in bns]
+    n = min(len(x), max_images)
+    bs = min(batch_size, n)
+    loss_sum, count = 0.0, 0
+    for start in range(0, n - bs + 1, bs):  # full batches only: batch statistics of 1 image are undefined
+        with autocast(device, amp):
+            ls, _, k = task.eval_step(model, x[start:start + bs], y[start:start + bs])
+        loss_sum += float(ls.float())
+        count += k
+    for m, buffers in zip(bns, saved):
+        for k, v in buffers.items():
+            getattr(m, k).copy_(v)
+    model.train(was_training)
+    return loss_sum / max(count, 1)
+
+
+def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, spec: FitSpec,
         run: RunDir | None, device: torch.device, *, forward_model: nn.Module | None = None,
-        on_epoch_end: Callable[[int], None] | None = None, epochs: int | None = None,
-        log: Callable[[str], None] | None = None) -> FitResult:
-    """Train ``model`` for ``cfg.epochs`` and leave the best-validation weights loaded in it.
+        on_epoch_end: Callable[[int], None] | None = None, log: Callable[[str], None] | None = None) -> FitResult:
+    """Train ``model`` for ``spec.epochs`` and leave the best-validation weights loaded in it.
 
     Args:
         model: the module whose ``state_dict`` is checkpointed.
-        forward_model: what the task calls (e.g. a ``torch.compile``-d ``model``); default ``model``.
+        forward_model: what the task calls in training (e.g. a ``torch.compile``-d ``model``); default ``model``.
         run: the run directory for checkpoints and metrics; None trains without writing anything.
         on_epoch_end: called with the epoch number after its checkpoint is on disk (tests interrupt here).
-        epochs: overrides ``cfg.epochs`` (a second stage of a recipe).
     """
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    fwd = forward_model or model
-    epochs = epochs or cfg.epochs
+    fwd = forward_model if forward_model is not None else model
     n_train = len(data.train_idx)
     if n_train == 0:
         raise ConfigError("no training images in the split")
-    batch_size = min(cfg.batch_size, n_train)
-    steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    total_steps = steps_per_epoch * epochs
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
     d = distributed.get()
+    batch_size = min(spec.batch_size, n_train)
     if d.enabled and batch_size % d.world:
         raise ConfigError(f"batch_size={batch_size} must be divisible by the {d.world} processes")
+    steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
+    if spec.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, spec.max_steps_per_epoch)
+    total_steps = steps_per_epoch * spec.epochs
+    warmup = warmup_steps(spec, steps_per_epoch)
+    lr, rule = spec.peak_lr(batch_size)
+    num_classes = int(data.y.max().item()) + 1 if len(data.y) else 1
+    chance = task.chance_loss(num_classes, min(spec.eval_batch_size, max(len(data.val_idx), 1)))
     train_fwd = fwd
     if d.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         train_fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
-    shuffle_gen = torch.Generator(device=device)
-    aug_gen = torch.Generator(device=device)
-    metric, mode = task.select
-    has_val = len(data.val_idx) > 0
-    better = (lambda a, b: a > b) if mode == "max" else (lambda a, b: a < b)
 
-    result = FitResult()
-    start_epoch, step, best_state = 0, 0, None
-    if run is not None and cfg.resume and run.last_ckpt.is_file():
-        ckpt = checkpoint.load(run.last_ckpt, map_location=device)
-        try:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"{run.last_ckpt} does not match this run's model/optimizer ({exc})") from None
-        torch.set_rng_state(ckpt["torch_rng"].cpu())
-        if device.type == "cuda" and "cuda_rng" in ckpt:
-            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        result.history = list(ckpt["history"])
-        result.best_epoch, result.best_value = int(ckpt["best_epoch"]), float(ckpt["best_value"])
-        log(f"resuming {run.path} after epoch {start_epoch}/{epochs}")
-
+    result = FitResult(peak_lr=lr, lr_rule=rule, batch_size=batch_size)
+    start_epoch, step = _restore(model, optimizer, spec, run, device, result, log) if spec.resume else (0, 0)
+    if run is not None:
+        run.update_summary(peak_lr=lr, lr_rule=rule, batch_size=batch_size, warmup_steps=warmup)
+    if start_epoch < spec.epochs:
+        log(f"lr {lr:.4g} ({rule}); {steps_per_epoch} steps per epoch, warm-up {warmup} steps")
     writer = _tensorboard(run)
-    show = progress_enabled(cfg.progress)
+    best_state = None
     model.train()
-    for epoch in range(start_epoch + 1, epochs + 1):
-        # seeded from (seed, epoch[, rank]) alone: a resumed run (with any number of processes) replays the
-        # same shuffles, and every rank draws the same permutation of the global batch
-        shuffle_gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-        aug_gen.manual_seed((cfg.seed * 1_000_003 + epoch) * 4099 + d.rank)
-        synchronize(device)
+    for epoch in range(start_epoch + 1, spec.epochs + 1):
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        first_bad = torch.full((), -1, device=device, dtype=torch.long)
-        seen, preds = 0, 0
-        lr = cfg.lr
-        bar = tqdm(total=steps_per_epoch * batch_size, disable=not show, leave=False, unit="img", unit_scale=True,
-                   desc=f"epoch {epoch}/{epochs}", file=sys.stderr, dynamic_ncols=True)
-        for i, idx in enumerate(train_batches(data.train_idx, batch_size, shuffle_gen)):
-            if i >= steps_per_epoch:
-                break
-            idx = idx[d.rank::d.world]  # this rank's shard of the global batch
-            lr = set_lr(optimizer, cfg.lr, lr_factor(step, total_steps, warmup, cfg.schedule, cfg.milestones,
-                                                     cfg.gamma))
-            try:
-                with autocast(device, cfg.amp):
-                    loss, c, k = task.train_step(train_fwd, data.x[idx], data.y[idx], aug_gen)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-            except (torch.OutOfMemoryError, RuntimeError) as exc:
-                if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
-                    raise _out_of_memory(batch_size, device, step) from None
-                raise
-            detached = loss.detach().float()
-            # record the first non-finite step without a host sync; it is read at the end of the epoch
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
-            loss_sum += detached * len(idx)
-            correct += c
-            seen += len(idx)
-            preds += k
-            step += 1
-            bar.update(len(idx))
-        bar.close()
-        if d.enabled:  # metrics over the global batch
-            counts = distributed.all_reduce_sum(torch.stack([loss_sum, correct.float(),
-                                                             torch.tensor(float(seen), device=device),
-                                                             torch.tensor(float(preds), device=device)]))
-            loss_sum, correct, seen, preds = counts[0], counts[1], int(counts[2].item()), int(counts[3].item())
-            first_bad = distributed.all_reduce_max(first_bad)
-        synchronize(device)
-        train_time = time.perf_counter() - t0
-        bad = int(first_bad.item())
-        if bad >= 0:
-            raise TrainingDiverged(f"loss became non-finite at step {bad} (epoch {epoch}); stopped. The last good "
-                                   f"checkpoint (epoch {epoch - 1}) is kept; try a lower lr (now {cfg.lr})")
-        row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": (loss_sum / max(seen, 1)).item(),
-                               "train_acc": (correct / max(preds, 1)).item() if preds else float("nan")}
-        if has_val:
-            val = evaluate(fwd, task, data.x[data.val_idx], data.y[data.val_idx], cfg.eval_batch_size, device,
-                           cfg.amp)
+        row, times, step = train_one_epoch(train_fwd, task, data, optimizer, spec, device, epoch, step, batch_size,
+                                           steps_per_epoch, total_steps, warmup, lr, result)
+        if len(data.val_idx):  # the eager module: evaluation shapes never trigger a recompilation
+            val = evaluate(model, task, data.x[data.val_idx], data.y[data.val_idx], spec.eval_batch_size, device,
+                           spec.amp)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
-            if not math.isfinite(val["loss"]):
-                raise TrainingDiverged(f"validation loss became non-finite after epoch {epoch}; stopped. The last "
-                                       f"good checkpoint (epoch {epoch - 1}) is kept")
-        row.update(train_time_s=round(train_time, 4), images_per_s=round(seen / max(train_time, 1e-9), 1),
-                   wall_time_s=round(time.perf_counter() - t0, 4))
+        row.update(times, wall_time_s=round(time.perf_counter() - t0, 4))
+        _check_divergence(row, model, task, data, spec, device, chance, lr, batch_size, result, log)
         result.history.append(row)
-        value = row.get(metric, float("nan"))
-        is_best = not has_val or result.best_epoch == 0 or better(value, result.best_value)
+        is_best = _select(row, task, result, len(data.val_idx) > 0)
         if is_best:
-            result.best_epoch, result.best_value = epoch, value
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if d.is_main:
-            log(_epoch_line(row, epochs, is_best and has_val))
+            log(_epoch_line(row, spec.epochs, is_best and len(data.val_idx) > 0))
         if writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, epoch)
         if run is not None and d.is_main:
-            if is_best:
-                checkpoint.save({"model": model.state_dict(), "epoch": epoch, "value": value}, run.best_ckpt)
-            checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                             "step": step, "torch_rng": torch.get_rng_state(),
-                             **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-                             "history": result.history, "best_epoch": result.best_epoch,
-                             "best_value": result.best_value}, run.last_ckpt)
-            run.write_metrics(result.history)
+            _save(run, model, optimizer, epoch, step, row, is_best, device, result)
         distributed.barrier()  # no rank runs ahead of the checkpoint on disk
         if on_epoch_end is not None:
             on_epoch_end(epoch)
@@ -249,13 +254,177 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     return result
 
 
+def warmup_steps(spec: FitSpec, steps_per_epoch: int) -> int:
+    """``warmup_epochs`` in steps, and at least ``warmup_min_steps``: a run shorter than that never reaches its peak
+    rate, which is what a few steps at a large batch need (the full rate after 1-2 steps blows ResNet18 up)."""
+    if spec.warmup_epochs <= 0:
+        return 0
+    return max(round(spec.warmup_epochs * steps_per_epoch), spec.warmup_min_steps)
+
+
+def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, spec: FitSpec,
+                    device: torch.device, epoch: int, step: int, batch_size: int, steps_per_epoch: int,
+                    total_steps: int, warmup: int, peak: float, result: FitResult
+                    ) -> tuple[dict[str, Any], dict[str, float], int]:
+    """One pass over the shuffled training indices; returns the epoch's metrics, its timings and the next step."""
+    d = distributed.get()
+    # seeded from (seed, epoch[, rank]) alone: a resumed run (with any number of processes) replays the same
+    # shuffles, and every rank draws the same permutation of the global batch
+    shuffle_gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + epoch)
+    aug_gen = torch.Generator(device=device).manual_seed((spec.seed * 1_000_003 + epoch) * 4099 + d.rank)
+    synchronize(device)
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    seen, preds, lr = 0, 0, peak
+    bar = tqdm(total=steps_per_epoch * batch_size, disable=not progress_enabled(spec.progress), leave=False,
+               unit="img", unit_scale=True, desc=f"epoch {epoch}/{spec.epochs}", file=sys.stderr,
+               dynamic_ncols=True)
+    for i, idx in enumerate(train_batches(data.train_idx, batch_size, shuffle_gen)):
+        if i >= steps_per_epoch:
+            break
+        idx = idx[d.rank::d.world]  # this rank's shard of the global batch
+        lr = set_lr(optimizer, peak, lr_factor(step, total_steps, warmup, spec.schedule, spec.milestones,
+                                               spec.gamma))
+        try:
+            loss, c, k = train_step(model, task, optimizer, data.x[idx], data.y[idx], aug_gen, device, spec.amp)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
+                raise _out_of_memory(batch_size, device, step) from None
+            raise
+        if result.first_step_at is None:
+            synchronize(device)
+            result.first_step_at = time.perf_counter()
+        detached = loss.detach().float()
+        # record the first non-finite step without a host sync; it is read at the end of the epoch
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
+        loss_sum += detached * len(idx)
+        correct += c
+        seen += len(idx)
+        preds += k
+        step += 1
+        bar.update(len(idx))
+    bar.close()
+    if d.enabled:  # metrics over the global batch
+        counts = distributed.all_reduce_sum(torch.stack([loss_sum, correct.float(),
+                                                         torch.tensor(float(seen), device=device),
+                                                         torch.tensor(float(preds), device=device)]))
+        loss_sum, correct, seen, preds = counts[0], counts[1], int(counts[2].item()), int(counts[3].item())
+        first_bad = distributed.all_reduce_max(first_bad)
+    synchronize(device)
+    train_time = time.perf_counter() - t0
+    bad = int(first_bad.item())
+    if bad >= 0:
+        raise TrainingDiverged(f"diverged: the training loss became non-finite at step {bad} (epoch {epoch}); the "
+                               f"last good checkpoint (epoch {epoch - 1}) is kept; {_lr_advice(peak, batch_size)}")
+    row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": (loss_sum / max(seen, 1)).item(),
+                           "train_acc": (correct / max(preds, 1)).item() if preds else float("nan")}
+    return row, {"train_time_s": round(train_time, 4), "images_per_s": round(seen / max(train_time, 1e-9), 1)}, step
+
+
+def train_step(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+               gen: torch.Generator, device: torch.device, amp: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One optimizer step on one batch (uint8 images on the device): task loss under autocast, backward, update."""
+    with autocast(device, amp):
+        loss, c, k = task.train_step(model, x, y, gen)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, c, k
+
+
+def _lr_advice(lr: float, batch_size: int) -> str:
+    return f"lr {lr:.3g} at batch {batch_size} is too high for this run; try --lr {lr / 10:.3g}"
+
+
+def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: FitData, spec: FitSpec,
+                      device: torch.device, chance: float, lr: float, batch_size: int, result: FitResult,
+                      log: Callable[[str], None]) -> None:
+    """Stop a run whose loss exploded; tell BatchNorm's lagging running statistics apart and let those pass.
+
+    Diverged: the training loss, or the validation loss both with running and with batch statistics, is over
+    ``divergence_factor`` x chance (with an accuracy no better than twice chance: an overfitting model has a large
+    validation loss too, and is not diverged). Lag: only the running statistics are off (with batch statistics the validation
+    loss is within 2x chance); the epoch is noted and not selected over a sound one."""
+    limit = spec.divergence_factor * chance
+    epoch = row["epoch"]
+    if not row["train_loss"] <= limit:  # also catches NaN
+        raise TrainingDiverged(f"diverged: training loss {row['train_loss']:.3g} after epoch {epoch} is over "
+                               f"{spec.divergence_factor:g}x the chance level {chance:.3g}; "
+                               f"{_lr_advice(lr, batch_size)}")
+    val_loss, val_acc = row.get("val_loss"), row.get("val_acc", float("nan"))
+    if val_loss is None or val_loss <= limit:
+        return
+    if math.isfinite(val_loss) and math.isfinite(val_acc) and val_acc > 2 * math.exp(-chance):
+        return  # well above chance accuracy: an overconfident (overfitting) model, not a diverged one
+    x, y = data.x[data.val_idx], data.y[data.val_idx]
+    with_batch_stats = batch_statistics_loss(model, task, x, y, spec.eval_batch_size, device, spec.amp)
+    row["val_loss_batch_stats"] = with_batch_stats
+    # lag: the network itself (normalising by its own batch statistics) is near chance or better
+    if math.isfinite(val_loss) and with_batch_stats <= 2 * chance:
+        result.bn_lag_epochs.append(epoch)
+        log(f"note: validation loss {val_loss:.3g} after epoch {epoch} comes from BatchNorm running statistics "
+            f"that lag the weights early in training (with batch statistics it is {with_batch_stats:.3g}; chance "
+            f"{chance:.3g}): not divergence")
+        return
+    raise TrainingDiverged(f"diverged: validation loss {val_loss:.3g} after epoch {epoch} ({with_batch_stats:.3g} "
+                           f"with batch statistics) is over {spec.divergence_factor:g}x the chance level "
+                           f"{chance:.3g}; {_lr_advice(lr, batch_size)}")
+
+
+def _select(row: dict[str, Any], task: Task, result: FitResult, has_val: bool) -> bool:
+    metric, mode = task.select
+    value = row.get(metric, float("nan"))
+    better = value > result.best_value if mode == "max" else value < result.best_value
+    if row["epoch"] in result.bn_lag_epochs and result.best_epoch:
+        better = False  # an epoch whose eval-mode statistics lag is not a model to select over a sound one
+    if not has_val or result.best_epoch == 0 or better:
+        result.best_epoch, result.best_value = row["epoch"], value
+        return True
+    return False
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, spec: FitSpec, run: RunDir | None,
+             device: torch.device, result: FitResult, log: Callable[[str], None]) -> tuple[int, int]:
+    """Load the last checkpoint of ``run`` (if any) into the model, optimizer, RNG state and ``result``;
+    returns (epochs done, steps done)."""
+    if run is None or not run.last_ckpt.is_file():
+        return 0, 0
+    ckpt = checkpoint.load(run.last_ckpt, map_location=device)
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run.last_ckpt} does not match this run's model/optimizer ({exc})") from None
+    torch.set_rng_state(ckpt["torch_rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in ckpt:
+        torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), device)
+    result.history = list(ckpt["history"])
+    result.best_epoch, result.best_value = int(ckpt["best_epoch"]), float(ckpt["best_value"])
+    log(f"resuming {run.path} after epoch {int(ckpt['epoch'])}/{spec.epochs}")
+    return int(ckpt["epoch"]), int(ckpt["step"])
+
+
+def _save(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
+          row: dict[str, Any], is_best: bool, device: torch.device, result: FitResult) -> None:
+    if is_best:
+        checkpoint.save({"model": model.state_dict(), "epoch": epoch, "value": result.best_value}, run.best_ckpt)
+    checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "step": step, "torch_rng": torch.get_rng_state(),
+                     **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
+                     "history": result.history, "best_epoch": result.best_epoch,
+                     "best_value": result.best_value}, run.last_ckpt)
+    run.write_metrics(result.history)
+
+
 def _out_of_memory(batch_size: int, device: torch.device, step: int) -> CifarlabError:
     where = f"{device}"
     if device.type == "cuda":
         where += f" ({torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB)"
         torch.cuda.empty_cache()
     return CifarlabError(f"batch_size={batch_size} does not fit in {where} memory (at step {step}); try "
-                         f"--batch-size {max(1, batch_size // 2)} (and scale --lr with it)")
+                         f"--batch-size {max(1, batch_size // 2)} (the learning rate follows it unless --lr is set)")
 
 
 def _epoch_line(row: dict[str, Any], epochs: int, best: bool) -> str:

@@ -15,6 +15,21 @@ from torch import nn
 from cifarlab.config import RunConfig
 
 
+def scaled_lr(base_lr: float, ref_batch: int, batch_size: int, rule: str) -> float:
+    """``base_lr`` (stated for ``ref_batch`` images per step) carried to ``batch_size`` by ``rule``: ``linear``
+    (Goyal et al. 2017) or ``sqrt`` (Hoffer et al. 2017)."""
+    ratio = batch_size / ref_batch
+    return base_lr * (ratio if rule == "linear" else math.sqrt(ratio))
+
+
+def peak_lr(cfg: RunConfig, batch_size: int) -> tuple[float, str]:
+    """The run's peak learning rate at ``batch_size`` and how it was found (an explicit ``lr`` is used as given)."""
+    if cfg.lr > 0:
+        return cfg.lr, "set by lr"
+    lr = scaled_lr(cfg.base_lr, cfg.ref_batch, batch_size, cfg.lr_scaling)
+    return lr, f"base_lr {cfg.base_lr:g} per {cfg.ref_batch} images, {cfg.lr_scaling} to batch {batch_size}"
+
+
 def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr_scale: float = 1.0
                  ) -> list[dict]:
     """Split trainable parameters into decayed (weights) and undecayed (norms and biases: ndim <= 1) groups."""
@@ -30,13 +45,19 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
     return groups
 
 
-def make_optimizer(groups: list[dict], cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over ``groups``; each group's lr is ``cfg.lr x lr_scale``."""
-    for g in groups:
-        g["lr"] = cfg.lr * g.get("lr_scale", 1.0)
+def make_optimizer(groups: list[dict], cfg: RunConfig, fused: bool | None = None) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov) or AdamW over ``groups``. The loop sets every group's rate each step
+    (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
+
+    ``fused`` (default: when every parameter is on a CUDA device) updates all parameters in one kernel instead of
+    a handful of multi-tensor launches per group."""
+    params = [p for g in groups for p in g["params"]]
+    if fused is None:
+        fused = bool(params) and all(p.is_cuda for p in params)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        return torch.optim.SGD(groups, lr=1e-3, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+                               fused=fused or None)
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(cfg.momentum, 0.999), fused=fused or None)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, milestones: list[float] = (0.5, 0.75),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,9 @@ class Classification:
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return loss, (logits.argmax(1) == y).sum(), len(y)
 
+    def chance_loss(self, num_classes: int, batch_size: int) -> float:
+        return math.log(num_classes)
+
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         logits = model(self.augment.eval(x))
         loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -43,6 +48,9 @@ class FeatureClassification:
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
         return loss, (logits.argmax(1) == y).sum(), len(y)
+
+    def chance_loss(self, num_classes: int, batch_size: int) -> float:
+        return math.log(num_classes)
 
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         logits = model(x)

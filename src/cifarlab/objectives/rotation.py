@@ -7,6 +7,8 @@ the same convention as ``numpy.rot90``). Class labels are never read.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +41,9 @@ class Rotation:
         logits = model(inputs)  # (4B, 4)
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
         return loss, (logits.argmax(1) == targets).sum(), len(targets)
+
+    def chance_loss(self, num_classes: int, batch_size: int) -> float:
+        return math.log(NUM_ROTATIONS)
 
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         inputs, targets = rotate_all(self.augment.eval(x))

@@ -13,6 +13,7 @@ any positive (possible with one view, or a singleton class and V = 1) are left o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -104,6 +105,10 @@ class Contrastive:
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         return self._loss(model, x, y, gen), torch.zeros((), device=x.device), 0
+
+    def chance_loss(self, num_classes: int, batch_size: int) -> float:
+        """Uniform similarities: each anchor's positives get 1/(V*B - 1) of its softmax mass."""
+        return math.log(max(self.views.num_views * batch_size - 1, 2))
 
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         gen = torch.Generator(device=x.device).manual_seed(0)  # the same views every epoch: comparable losses

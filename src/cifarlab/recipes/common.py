@@ -1,17 +1,15 @@
 """What every recipe shares: the run lifecycle, data on the device, the final test evaluation.
 
 ``execute(cfg)`` opens (and locks) the run directory, runs the recipe, and leaves ``summary.json`` with status
-``complete`` or ``failed`` and the message. The test split is evaluated once, at the end, with the weights chosen
-on the validation split.
+``complete``, ``diverged`` or ``failed`` and the message. The test split is evaluated once, at the end, with the
+weights chosen on the validation split.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import platform
-import resource
-import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +19,24 @@ import numpy as np
 import torch
 from torch import nn
 
-from cifarlab import __version__
 from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, stratified_sample
-from cifarlab.engine import distributed
-from cifarlab.engine.device import memory_format, resolve_device, seed_everything, set_threads
+from cifarlab.data.augment import TTA_VIEWS, tta_view
+from cifarlab.engine import distributed, provenance
+from cifarlab.engine.device import (
+    compile_model,
+    device_name,
+    free_memory_bytes,
+    memory_format,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitData, FitResult
 from cifarlab.engine.rundir import RunDir
-from cifarlab.errors import CifarlabError, ConfigError
+from cifarlab.errors import CifarlabError, ConfigError, TrainingDiverged
 from cifarlab.registry import Registry
 
 
@@ -58,11 +65,14 @@ class Prepared:
     split: Split
     device: torch.device
     fit: FitData
+    data_load_s: float  # decoding or reading the dataset (excluded from start-up)
+    started_at: float  # time.perf_counter() of the run's start (the process's start for its first run)
     test_x: torch.Tensor  # (M, C, H, W) uint8 on the device
     test_y: torch.Tensor
     mean: tuple[float, ...]  # the train split's per-channel statistics, [0, 1] units
     std: tuple[float, ...]
     test_keep: torch.Tensor  # (M,) indices of test_x / test_y in the dataset's test split (CPU)
+    compile: str = "off"  # how the training forward runs (``compile`` with ``auto`` resolved)
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -93,8 +103,14 @@ def _check_existing(cfg: RunConfig, run: RunDir) -> None:
                         "use --resume to continue it, --overwrite to replace it, or --name for a new one")
 
 
+_FIRST_RUN = [True]  # the first run of a process counts the interpreter's start and imports as its start-up
+_STARTED_AT = [0.0]
+
+
 def execute(cfg: RunConfig) -> RunResult:
     """Run ``cfg.recipe`` into its run directory and return the final summary (raises on failure)."""
+    _STARTED_AT[0] = time.perf_counter() - (provenance.process_age_s() if _FIRST_RUN[0] else 0.0)
+    _FIRST_RUN[0] = False
     distributed.setup()
     recipe: Recipe = RECIPES.get(cfg.recipe)
     if not isinstance(cfg, recipe.config_class):
@@ -106,9 +122,12 @@ def execute(cfg: RunConfig) -> RunResult:
         if cfg.resume and run.read_summary().get("status") == "complete":
             return RunResult(run.path, run.read_summary())
         run.update_summary(recipe=cfg.recipe, model=cfg.model, dataset=cfg.dataset, status="running",
-                           started=_now(), error=None)
+                           started=provenance.now(), error=None)
         try:
             summary = recipe.run(cfg, run)
+        except TrainingDiverged as exc:
+            run.update_summary(status="diverged", error=str(exc))
+            raise
         except CifarlabError as exc:
             run.fail(str(exc))
             raise
@@ -118,35 +137,8 @@ def execute(cfg: RunConfig) -> RunResult:
         except Exception as exc:
             run.fail(f"{type(exc).__name__}: {exc}")
             raise
-        summary = run.update_summary(**summary, status="complete", finished=_now())
+        summary = run.update_summary(**summary, status="complete", finished=provenance.now())
         return RunResult(run.path, summary)
-
-
-def _now() -> str:
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def versions() -> dict[str, str]:
-    import torchvision
-
-    out = {"python": platform.python_version(), "cifarlab": __version__, "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "numpy": np.__version__}
-    try:
-        import timm
-
-        out["timm"] = timm.__version__
-    except ImportError:
-        pass
-    return out
 
 
 def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
@@ -154,7 +146,9 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)
+    t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size)
+    data_load_s = time.perf_counter() - t0
     # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in
     strata = torch.zeros_like(data.train_y) if getattr(cfg, "label_free", False) else data.train_y
     split = make_split(strata, per_class=cfg.per_class, train_fraction=cfg.train_fraction,
@@ -162,15 +156,12 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     test_keep = torch.arange(len(data.test_y))
     if cfg.test_per_class:
         test_keep = make_split(data.test_y, per_class=cfg.test_per_class, val_fraction=0.0, seed=cfg.seed).train
-    x_used = data.train_x[split.train].double().div_(255)
-    mean = tuple(round(v, 4) for v in x_used.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(round(v, 4) for v in x_used.std(dim=(0, 2, 3)).tolist())
-    del x_used
+    mean, std = data.channel_stats(split.train)
     run.save_npz("split.npz", train=split.train.numpy(), val=split.val.numpy(), test=test_keep.numpy())
     run.write_config({
-        "config": to_dict(cfg), "versions": versions(), "git_commit": _git_commit(), "command": sys.argv,
-        "host": platform.node(), "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-        "device": _device_name(device), "threads": torch.get_num_threads(), "started": _now(),
+        "config": to_dict(cfg), "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "command": sys.argv, "host": platform.node(), "machine": provenance.machine(),
+        "device": device_name(device), "threads": torch.get_num_threads(), "started": provenance.now(),
         "dataset": {"spec": cfg.dataset, "name": data.name, "digest": data.digest, "classes": data.classes,
                     "num_train_total": len(data.train_y), "num_test": len(data.test_y),
                     "image_size": data.image_size},
@@ -183,21 +174,8 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     _check_fits(data, device)
     fit = FitData(x=data.train_x.to(device), y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
-    return Prepared(data, split, device, fit, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
-                    mean, std, test_keep)
-
-
-def free_memory_bytes(device: torch.device) -> int | None:
-    """Free memory of the device (CUDA) or available RAM (Linux CPU); None when unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return Prepared(data, split, device, fit, data_load_s, _STARTED_AT[0], data.test_x[test_keep].to(device),
+                    data.test_y[test_keep].to(device), mean, std, test_keep)
 
 
 def _check_fits(data: ImageData, device: torch.device) -> None:
@@ -209,22 +187,27 @@ def _check_fits(data: ImageData, device: torch.device) -> None:
                             "is free; use a smaller --image-size, --per-class/--train-fraction, or device=cpu")
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()})"
-
-
 def to_device(model: nn.Module, p: Prepared, cfg: RunConfig) -> tuple[nn.Module, nn.Module]:
     """Move ``model`` to the device (channels_last on CUDA) and return (model, the module to call)."""
     if cfg.sync_bn and distributed.get().enabled:
         model = distributed.sync_batchnorm(model, p.device)
     fmt = memory_format(p.device, cfg.channels_last)
     model.to(p.device, memory_format=fmt)
-    fwd: nn.Module = model
-    if cfg.compile:
-        fwd = torch.compile(model)  # type: ignore[assignment]
-    return model, fwd
+    p.compile = compile_mode(cfg, p)
+    return model, compile_model(model, p.compile)
+
+
+# training images (epochs x train split) from which compiling pays back on CUDA; see docs/results.md
+COMPILE_MIN_IMAGES = 2_000_000
+
+
+def compile_mode(cfg: RunConfig, p: Prepared) -> str:
+    """``cfg.compile`` with ``auto`` resolved: compile on CUDA when the run trains on enough images to win back the
+    compilation (measured: docs/results.md, "torch.compile"); never on the CPU, where it did not pay."""
+    if cfg.compile != "auto":
+        return cfg.compile
+    work = cfg.epochs * len(p.split.train)
+    return "on" if p.device.type == "cuda" and work >= COMPILE_MIN_IMAGES else "off"
 
 
 def input_format(p: Prepared, cfg: RunConfig) -> torch.memory_format:
@@ -235,12 +218,6 @@ def input_format(p: Prepared, cfg: RunConfig) -> torch.memory_format:
 def warn(msg: str) -> None:
     """A warning for the user, printed once (the CLI shows no Python warning machinery)."""
     print(f"warning: {msg}", file=sys.stderr)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 @torch.no_grad()
@@ -256,10 +233,17 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
     """
     feats = test_features if test_features is not None else embed(features_fn, p.test_x, cfg.eval_batch_size,
                                                                    p.device, cfg.amp)
+    check_finite(feats, "test embeddings")
     logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
     preds = logits.argmax(1)
     labels = p.test_y
     test_acc = (preds == labels).float().mean().item()
+    tta = {}
+    if test_features is None and (cfg.tta == "on" or (cfg.tta == "auto" and p.device.type == "cuda")):
+        tta_logits = test_time_augmented_logits(features_fn, head_fn, p.test_x, cfg)
+        tta = {"test_acc_tta": (tta_logits.argmax(1) == labels).float().mean().item(),
+               "tta": f"mean logits over {len(TTA_VIEWS)} views: identity and mirror, each also shifted by "
+                      "(2, 2) and (-2, -2) pixels"}
     test_loss = nn.functional.cross_entropy(logits, labels).item()
     keep = stratified_sample(labels.cpu(), cfg.embed_samples, seed=cfg.seed)
     conf = logits.softmax(1).max(1).values
@@ -272,11 +256,44 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
              mis_images=p.test_x[mis].permute(0, 2, 3, 1).cpu().numpy())
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     return {
-        "epochs": len(result.history), "test_acc": test_acc, "test_loss": test_loss,
-        "best_val_acc": best.get("val_acc"), "best_epoch": result.best_epoch,
+        "test_acc": test_acc, "test_loss": test_loss, "best_val_acc": best.get("val_acc"),
         "selection": "best validation accuracy" if len(p.split.val) else "last epoch (no validation split)",
-        "train_time_s": round(result.train_time_s, 3), "epochs_wall_s": round(result.epochs_wall_s, 3),
-        "images_per_s": round(result.images_per_s, 1), "num_train": len(p.split.train),
-        "num_val": len(p.split.val), "num_test": len(labels),
-        "classes": p.data.classes, "peak_memory_mb": peak_memory_mb(p.device), **params,
+        **tta, **fit_summary(result, p), **params,
     }
+
+
+@torch.no_grad()
+def test_time_augmented_logits(features_fn: Callable[[torch.Tensor], torch.Tensor],
+                               head_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                               cfg: RunConfig) -> torch.Tensor:
+    """Mean logits over the TTA views of ``x`` (uint8 on the device): (M, K)."""
+    total = None
+    for view in TTA_VIEWS:
+        feats = embed(features_fn, tta_view(x, view), cfg.eval_batch_size, x.device, cfg.amp)
+        logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
+        total = logits if total is None else total + logits
+    return total / len(TTA_VIEWS)
+
+
+def fit_summary(result: FitResult, p: Prepared) -> dict[str, Any]:
+    """The summary fields every trained run has: budget, model selection, speed, start-up and memory."""
+    out = {"epochs": len(result.history), "best_epoch": result.best_epoch,
+           "train_time_s": round(result.train_time_s, 3), "epochs_wall_s": round(result.epochs_wall_s, 3),
+           "images_per_s": round(result.images_per_s, 1), "num_train": len(p.split.train),
+           "num_val": len(p.split.val), "num_test": len(p.test_y), "classes": p.data.classes,
+           "peak_memory_mb": peak_memory_mb(p.device), "data_load_s": round(p.data_load_s, 3), "compile": p.compile,
+           **result.timing()}
+    if result.first_step_at is not None:  # process (or run) start to the first optimizer step, data loading excluded
+        out["startup_s"] = round(result.first_step_at - p.started_at - p.data_load_s, 3)
+    if result.bn_lag_epochs:
+        out["bn_lag_epochs"] = result.bn_lag_epochs
+    return out
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    """Non-finite embeddings mean the encoder diverged: stop before they reach the evaluation or the report."""
+    bad = int((~torch.isfinite(x)).any(dim=tuple(range(1, x.dim()))).sum()) if x.dim() > 1 else \
+        int((~torch.isfinite(x)).sum())
+    if bad:
+        raise TrainingDiverged(f"diverged: {bad} of {len(x)} {what} are not finite; the encoder's weights blew up "
+                               "(lower the learning rate)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,11 +11,11 @@ from torch import nn
 
 from cifarlab.config import RunConfig
 from cifarlab.engine.embed import embed, knn_predict
-from cifarlab.engine.fit import FitData, FitResult, fit
-from cifarlab.engine.optim import make_optimizer, param_groups
+from cifarlab.engine.fit import FitData, FitResult, FitSpec, fit
+from cifarlab.engine.optim import param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.objectives import FeatureClassification
-from cifarlab.recipes.common import Prepared
+from cifarlab.recipes.common import Prepared, check_finite
 
 
 @dataclass
@@ -24,7 +24,7 @@ class Embedded:
 
     used: torch.Tensor  # (U,) indices into the dataset's train split
     train: torch.Tensor  # (U, D)
-    test: torch.Tensor  # (M, D)
+    test: torch.Tensor | None  # (M, D); None where only the split's images were embedded
 
     def rows(self, idx: torch.Tensor) -> torch.Tensor:
         """Row numbers in ``train`` of dataset indices ``idx`` (every one must have been embedded)."""
@@ -37,12 +37,15 @@ class Embedded:
 def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig) -> Embedded:
     """Embeddings of the train and validation images of the split (not the whole train split) and the test set."""
     used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
-    return Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp),
-                    embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
+    emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp),
+                   embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
+    check_finite(emb.train, "train/validation embeddings")
+    check_finite(emb.test, "test embeddings")
+    return emb
 
 
 def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: float,
-                 run_dir: RunDir) -> tuple[nn.Module, FitResult]:
+                 run_dir: RunDir, metrics_file: str = "linear_metrics.csv") -> tuple[nn.Module, FitResult]:
     """A linear head trained on cached frozen embeddings (selected on the validation split); its per-epoch
     metrics go to ``linear_metrics.csv``.
 
@@ -52,14 +55,15 @@ def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: fl
     returned head, which takes raw embeddings."""
     mean, std = feature_scaler(emb.train[emb.rows(p.fit.train_idx)])
     head = nn.Linear(emb.train.shape[1], p.data.num_classes).to(p.device)
-    probe_cfg = replace(cfg, lr=lr, epochs=epochs, batch_size=min(256, cfg.batch_size), schedule="cosine",
-                        warmup_epochs=0.0, weight_decay=0.0, label_smoothing=0.0, optimizer="sgd",
-                        max_steps_per_epoch=0, resume=False)
+    # a linear head on standardised features is a convex problem: only a non-finite loss counts as divergence
+    spec = FitSpec(epochs=epochs, batch_size=min(256, cfg.batch_size), lr=lr, schedule="cosine", seed=cfg.seed,
+                   amp=cfg.amp, eval_batch_size=cfg.eval_batch_size, divergence_factor=float("inf"))
     data = FitData(x=(emb.train - mean) / std, y=p.fit.y[emb.used], train_idx=emb.rows(p.fit.train_idx),
                    val_idx=emb.rows(p.fit.val_idx))
-    opt = make_optimizer(param_groups(head.named_parameters(), 0.0), probe_cfg)
-    result = fit(head, FeatureClassification(), data, opt, probe_cfg, None, p.device, log=lambda m: None)
-    _write_rows(run_dir, "linear_metrics.csv", result.history)
+    opt = torch.optim.SGD(param_groups(head.named_parameters(), 0.0), lr=lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov and cfg.momentum > 0)
+    result = fit(head, FeatureClassification(), data, opt, spec, None, p.device, log=lambda m: None)
+    _write_rows(run_dir, metrics_file, result.history)
     fold_scaler(head, mean, std)
     return head, result
 
@@ -93,3 +97,14 @@ def _write_rows(run_dir: RunDir, name: str, rows: list[dict[str, Any]]) -> None:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+
+
+def probe_head(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig, epochs: int, lr: float,
+               run_dir: RunDir) -> nn.Linear:
+    """A linear head fitted on frozen embeddings of the split's train images (selected on validation; the test
+    images are not touched): the starting head of LP-FT fine-tuning."""
+    used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
+    emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp), None)
+    check_finite(emb.train, "train/validation embeddings")
+    head, _ = linear_probe(p, emb, cfg, epochs, lr, run_dir, metrics_file="head_init_metrics.csv")
+    return head

@@ -14,13 +14,13 @@ import numpy as np
 from cifarlab.config import RotationConfig
 from cifarlab.data import Augment, stratified_sample
 from cifarlab.engine.embed import embed
-from cifarlab.engine.fit import evaluate, fit
+from cifarlab.engine.fit import FitSpec, evaluate, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import create_model
 from cifarlab.objectives import Rotation
 from cifarlab.objectives.rotation import NUM_ROTATIONS
-from cifarlab.recipes.common import RECIPES, Recipe, input_format, peak_memory_mb, prepare, to_device
+from cifarlab.recipes.common import RECIPES, Recipe, check_finite, fit_summary, input_format, prepare, to_device
 
 
 def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -30,22 +30,20 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg))
     task = Rotation(augment, cfg.label_smoothing)
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
-    result = fit(model, task, p.fit, optimizer, cfg, run_dir, p.device, forward_model=fwd)
+    result = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)
     model.eval()
     test = evaluate(fwd, task, p.test_x, p.test_y, cfg.eval_batch_size, p.device, cfg.amp)
     # embeddings of a test subset for the report's t-SNE (labels are read here, after training, for colouring)
     keep = stratified_sample(p.test_y.cpu(), cfg.embed_samples, seed=cfg.seed)
     feats = embed(lambda x: model.forward_features(augment.eval(x)), p.test_x[keep.to(p.device)],
                   cfg.eval_batch_size, p.device, cfg.amp)
+    check_finite(feats, "test embeddings")
     run_dir.save_npz("predictions.npz", labels=p.test_y.cpu().numpy(), classes=np.array(p.data.classes),
              embed_idx=keep.numpy(), embeddings=feats.cpu().numpy().astype(np.float16))
     best = result.history[result.best_epoch - 1]
-    return {"epochs": len(result.history), "rotation_test_acc": test["acc"], "rotation_test_loss": test["loss"],
-            "best_epoch": result.best_epoch, "best_val_loss": best.get("val_loss"), "best_val_acc": best.get("val_acc"),
-            "selection": "lowest validation loss (rotation task)", "train_time_s": round(result.train_time_s, 3),
-            "images_per_s": round(result.images_per_s, 1), "num_train": len(p.split.train),
-            "num_val": len(p.split.val), "num_test": len(p.test_y), "classes": p.data.classes,
-            "peak_memory_mb": peak_memory_mb(p.device), **model.param_counts()}
+    return {"rotation_test_acc": test["acc"], "rotation_test_loss": test["loss"], "best_val_loss": best.get("val_loss"),
+            "best_val_acc": best.get("val_acc"), "selection": "lowest validation loss (rotation task)",
+            **fit_summary(result, p), **model.param_counts()}
 
 
 RECIPES.register("rotation")(Recipe(RotationConfig, run, __doc__.splitlines()[0]))

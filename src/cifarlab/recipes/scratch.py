@@ -6,7 +6,7 @@ from typing import Any
 
 from cifarlab.config import ScratchConfig
 from cifarlab.data import Augment
-from cifarlab.engine.fit import fit
+from cifarlab.engine.fit import FitSpec, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import create_model
@@ -20,7 +20,8 @@ def run(cfg: ScratchConfig, run_dir: RunDir) -> dict[str, Any]:
     model, fwd = to_device(model, p, cfg)
     augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg))
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
-    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, cfg, run_dir, p.device,
+    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, FitSpec.from_config(cfg),
+                 run_dir, p.device,
                  forward_model=fwd)
     model.eval()
     return finish_classifier(cfg, run_dir, p, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head,

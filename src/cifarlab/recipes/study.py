@@ -115,6 +115,13 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
         failed = _run_parallel(planned, Path(out), gpus, study_name, log)
     else:
         failed = _run_sequential(planned, Path(out), study_name, log)
+    if failed:
+        log(f"[study {study_name}] {len(failed)} of {len(planned)} runs did not complete:")
+        for name in failed:
+            s = read_json(Path(out) / name / "summary.json")
+            status = s.get("status", "skipped")
+            why = s.get("error") or "it starts from a run that did not complete"
+            log(f"  {name} ({status}): {why.removeprefix(status + ': ')}")
     report_path = None
     if report:
         from cifarlab.analysis.report import build
@@ -138,9 +145,16 @@ def _run_sequential(planned: list[PlannedRun], out: Path, study_name: str, log) 
     from cifarlab.api import make_config
 
     failed, durations = [], []
+    names = {p.name for p in planned}
     for i, run in enumerate(planned, 1):
         run_dir = Path(out) / run.name
         status = read_json(run_dir / "summary.json").get("status")
+        source = Path(str(run.keys.get("init", ""))).name
+        if source in names and source in failed:
+            log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} skipped: it starts from {source}, which "
+                "did not complete")
+            failed.append(run.name)
+            continue
         remaining = len(planned) - i + 1
         eta = f", ETA {sum(durations) / len(durations) * remaining / 60:.1f} min" if durations else ""
         if status == "complete":
@@ -154,7 +168,10 @@ def _run_sequential(planned: list[PlannedRun], out: Path, study_name: str, log) 
             execute(make_config(run.recipe, overrides=keys))
             _tag_series(out, run)
         except CifarlabError as exc:
-            log(f"[study {study_name}] run {run.name} failed: {exc}")
+            log(f"[study {study_name}] run {run.name} did not complete: {exc}")
+            failed.append(run.name)
+        except Exception as exc:  # a bug in one run must not stop the others; its summary holds the error
+            log(f"[study {study_name}] run {run.name} failed: {type(exc).__name__}: {exc}")
             failed.append(run.name)
         durations.append(time.perf_counter() - t0)
     return failed

@@ -10,7 +10,7 @@ import torch
 from cifarlab.config import SupConConfig
 from cifarlab.data import ContrastiveViews
 from cifarlab.engine import distributed
-from cifarlab.engine.fit import FitResult, fit
+from cifarlab.engine.fit import FitResult, FitSpec, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import ProjectionHead, create_model
@@ -51,7 +51,7 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
         encoder = backbone
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     if cfg.epochs:
-        pretrain = fit(model, task, p.fit, optimizer, cfg, run_dir, p.device, forward_model=fwd)
+        pretrain = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)
     else:
         pretrain = FitResult()  # the control: evaluate the encoder as initialised
         extra["control"] = "random-init encoder, no pretraining"

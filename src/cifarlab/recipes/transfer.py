@@ -21,14 +21,28 @@ from cifarlab.data.sources import default_root
 from cifarlab.engine import checkpoint
 from cifarlab.engine.device import synchronize
 from cifarlab.engine.embed import embed
-from cifarlab.engine.fit import FitData, fit
+from cifarlab.engine.fit import FitData, FitSpec, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
-from cifarlab.engine.rundir import RunDir
+from cifarlab.engine.rundir import RunDir, read_json
 from cifarlab.errors import CheckpointError
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification, FeatureClassification
-from cifarlab.recipes.common import RECIPES, Prepared, Recipe, finish_classifier, input_format, prepare, to_device, warn
-from cifarlab.recipes.probe import Embedded
+from cifarlab.recipes.common import (
+    RECIPES,
+    Prepared,
+    Recipe,
+    check_finite,
+    finish_classifier,
+    input_format,
+    prepare,
+    to_device,
+    warn,
+)
+from cifarlab.recipes.probe import Embedded, probe_head
+
+# LP-FT's first stage: a linear head on standardised frozen embeddings, as the SupCon evaluation trains it
+HEAD_INIT_EPOCHS = 20
+HEAD_INIT_LR = 0.1
 
 
 def build_backbone(cfg: TransferConfig, num_classes: int) -> Backbone:
@@ -46,6 +60,10 @@ def load_encoder(model: Backbone, source: str) -> None:
     (e.g. the rotation classifier) and projection are dropped. Every trunk key must be present."""
     path = Path(source)
     if path.is_dir():
+        status = read_json(path / "summary.json").get("status")
+        if status != "complete":
+            raise CheckpointError(f"init={source}: that run's status is {status or 'unknown (no summary.json)'}, not "
+                                  "complete; start from a complete run, or init=random for the control")
         path = path / "checkpoints" / "best.pt"
     state = checkpoint.load(path)
     state = state.get("model", state)
@@ -128,6 +146,7 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
                        ) -> dict[str, Any]:
     t0 = time.perf_counter()
     emb, seconds = cached_features(model, p, cfg, augment)
+    check_finite(emb.train, "train/validation embeddings")
     embed_time = time.perf_counter() - t0  # train, validation and test images (or a cache read)
     train_rows, val_rows, y = emb.rows(p.fit.train_idx), emb.rows(p.fit.val_idx), p.fit.y[emb.used]
     if cfg.flip_features:
@@ -140,7 +159,8 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
         data, test_f = FitData(x=emb.train, y=y, train_idx=train_rows, val_idx=val_rows), emb.test
     head = model.head
     optimizer = make_optimizer(param_groups(head.named_parameters(), cfg.weight_decay), cfg)
-    result = fit(head, FeatureClassification(cfg.label_smoothing), data, optimizer, cfg, run_dir, p.device)
+    result = fit(head, FeatureClassification(cfg.label_smoothing), data, optimizer, FitSpec.from_config(cfg), run_dir,
+                 p.device)
     summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
                                 test_features=test_f)
     return {**summary, "embed_time_s": round(embed_time, 3), "embed_train_val_s": round(seconds["train"], 3),
@@ -156,19 +176,32 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
         warn(f"{cfg.model} has an ImageNet stem (it downsamples 32x); at resolution={cfg.resolution} its last "
              "stages see 1x1 maps. Use resolution>=128, or a CIFAR-stem model")
     resolution = cfg.resolution or (p.data.image_size if dc.cifar_stem else dc.input_size)
-    augment = Augment(cfg.augment, mean, std, cfg.crop_padding, resolution=resolution,
-                      memory_format=input_format(p, cfg))
     regime = cfg.recipe
+    preset = cfg.augment if cfg.augment != "auto" else ("none" if regime == "linear" else "cropflip")
+    augment = Augment(preset, mean, std, cfg.crop_padding, resolution=resolution,
+                      memory_format=input_format(p, cfg))
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
     model, fwd = to_device(model, p, cfg)
     extra = {"regime": regime, "resolution": resolution, "weights": cfg.init or cfg.weights,
              "trainable_blocks": [b for b in model.block_names() if b not in model.frozen_blocks],
              "normalisation": {"mean": list(mean), "std": list(std)}}
-    if regime == "linear" and cfg.augment == "none" and cfg.cache_embeddings:
+    extra["augment"] = preset
+    if regime == "linear" and preset == "none" and cfg.cache_embeddings:
         return {**_run_cached_linear(cfg, run_dir, p, model, augment), **extra, "embeddings": "cached"}
+    if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and run_dir.last_ckpt.is_file()):
+        t0 = time.perf_counter()
+        model.eval()
+        head = probe_head(p, lambda x: model.forward_features(augment.eval(x)), cfg, HEAD_INIT_EPOCHS,
+                          HEAD_INIT_LR, run_dir)
+        with torch.no_grad():
+            model.head.weight.copy_(head.weight)
+            model.head.bias.copy_(head.bias)
+        model.train()
+        extra["head_init_s"] = round(time.perf_counter() - t0, 3)
+    extra["head_init"] = cfg.head_init if regime != "linear" else "trained"
     optimizer = make_optimizer(optimizer_groups(model, cfg), cfg)
-    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, cfg, run_dir, p.device,
-                 forward_model=fwd)
+    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, FitSpec.from_config(cfg),
+                 run_dir, p.device, forward_model=fwd)
     model.eval()
     return {**finish_classifier(cfg, run_dir, p, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head,
                                 result, model.param_counts()), **extra, "embeddings": "recomputed each epoch"}

@@ -1,0 +1,151 @@
+"""The fit loop: the learning rate follows the batch, warm-up has a floor, divergence is caught and told apart from
+BatchNorm's lagging running statistics."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cifarlab import api
+from cifarlab.data import Augment
+from cifarlab.engine.fit import FitData, FitResult, FitSpec, _check_divergence, batch_statistics_loss, warmup_steps
+from cifarlab.errors import TrainingDiverged
+from cifarlab.objectives import Classification
+
+TINY = {"dataset": "synthetic:10:60:30", "model": "cnn_small", "epochs": 2, "image_size": 16, "embed_samples": 50,
+        "progress": "off"}
+
+
+def _cfg(tmp_path, recipe="scratch", **kw):
+    return api.make_config(recipe, overrides={**TINY, "out": str(tmp_path / "runs"), **kw})
+
+
+@pytest.mark.parametrize("batch, rule, expected", [(512, "linear", 0.4), (64, "linear", 0.05), (2048, "linear", 1.6),
+                                                   (128, "sqrt", 0.2), (2048, "sqrt", 0.8)])
+def test_default_lr_follows_the_batch_size(tmp_path, batch, rule, expected):
+    cfg = _cfg(tmp_path, batch_size=batch, lr_scaling=rule)
+    lr, how = FitSpec.from_config(cfg).peak_lr(batch)
+    assert lr == pytest.approx(expected) and f"{rule} to batch {batch}" in how
+
+
+def test_an_explicit_lr_is_used_exactly(tmp_path):
+    spec = FitSpec.from_config(_cfg(tmp_path, batch_size=32, lr=0.3))
+    assert spec.peak_lr(32) == (0.3, "set by lr")
+
+
+def test_the_run_uses_and_records_the_effective_lr(tmp_path):
+    result = api.train(_cfg(tmp_path, batch_size=32, epochs=1))
+    s = result.summary
+    assert s["peak_lr"] == pytest.approx(0.4 * 32 / 512) and s["batch_size"] == 32
+    assert "linear to batch 32" in s["lr_rule"]
+    rows = (result.path / "metrics.csv").read_text().splitlines()
+    lrs = [float(r.split(",")[1]) for r in rows[1:]]
+    assert max(lrs) <= s["peak_lr"] + 1e-9
+
+
+def test_the_lr_follows_the_batch_actually_used_when_the_subset_is_smaller(tmp_path):
+    # 6 images per class, 1 per class held out: 50 training images, so a batch of 512 becomes 50, and so does the rate
+    s = api.train(_cfg(tmp_path, batch_size=512, epochs=1, per_class=6, val_fraction=0.2)).summary
+    assert s["batch_size"] == 50 and s["peak_lr"] == pytest.approx(0.4 * 50 / 512)
+
+
+def test_warmup_lasts_a_minimum_number_of_steps():
+    spec = FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1.0, warmup_min_steps=30)
+    assert warmup_steps(spec, steps_per_epoch=3) == 30  # a 9-step run stays in its warm-up: it never reaches 0.1
+    assert warmup_steps(spec, steps_per_epoch=10) == 30  # the floor over 1 epoch = 10 steps
+    assert warmup_steps(spec, steps_per_epoch=100) == 100  # 1 epoch is longer than the floor
+    assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.0, warmup_min_steps=30), 10) == 0
+
+
+def test_an_absurd_lr_ends_the_run_as_diverged_with_the_cause_and_a_fix(tmp_path):
+    with pytest.raises(TrainingDiverged, match=r"lr 50 at batch 16 is too high.*try --lr 5"):
+        api.train(_cfg(tmp_path, batch_size=16, lr=50.0, name="boom"))
+    s = json.loads((tmp_path / "runs" / "boom" / "summary.json").read_text())
+    assert s["status"] == "diverged" and s["error"].startswith("diverged:") and "\n" not in s["error"]
+    assert "test_acc" not in s
+
+
+class _TinyBN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def _val_data(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return FitData(x=x, y=y, train_idx=torch.arange(n // 2), val_idx=torch.arange(n // 2, n))
+
+
+def _row(model, task, data):
+    from cifarlab.engine.fit import evaluate
+
+    val = evaluate(model, task, data.x[data.val_idx], data.y[data.val_idx], 16, torch.device("cpu"), "off")
+    return {"epoch": 1, "train_loss": 2.3, "val_loss": val["loss"], "val_acc": val["acc"]}
+
+
+def test_lagging_batchnorm_statistics_are_told_apart_from_divergence():
+    torch.manual_seed(0)
+    model, data = _TinyBN(), _val_data()
+    task = Classification(Augment("none", (0.5,) * 3, (0.25,) * 3))
+    model.bn.running_mean.fill_(-50.0)  # running statistics far from the weights' activations: eval mode blows up
+    model.bn.running_var.fill_(1e-4)
+    before = {k: v.clone() for k, v in model.bn.named_buffers()}
+    row = _row(model, task, data)
+    spec = FitSpec(epochs=1, batch_size=16, lr=0.1, eval_batch_size=16)
+    assert row["val_loss"] > spec.divergence_factor * math.log(10)  # eval mode looks diverged
+    result, notes = FitResult(), []
+    _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10), 0.1, 16, result, notes.append)
+    assert result.bn_lag_epochs == [1] and "BatchNorm running statistics" in notes[0]
+    assert row["val_loss_batch_stats"] < spec.divergence_factor * math.log(10)
+    for k, v in model.bn.named_buffers():  # the diagnosis left the running statistics as they were
+        assert torch.equal(v, before[k]), k
+
+
+def test_exploded_weights_are_divergence_even_with_batch_statistics():
+    torch.manual_seed(0)
+    model, data = _TinyBN(), _val_data()
+    task = Classification(Augment("none", (0.5,) * 3, (0.25,) * 3))
+    with torch.no_grad():
+        model.fc.weight.mul_(1e6)  # what a blown-up learning rate leaves behind
+    row = _row(model, task, data)
+    spec = FitSpec(epochs=1, batch_size=16, lr=0.1, eval_batch_size=16)
+    with pytest.raises(TrainingDiverged, match=r"validation loss .* with batch statistics.*try --lr 0.01"):
+        _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10), 0.1, 16, FitResult(),
+                          lambda m: None)
+
+
+def test_batch_statistics_loss_is_finite_and_restores_the_training_mode():
+    model, data = _TinyBN(), _val_data()
+    model.eval()
+    task = Classification(Augment("none", (0.5,) * 3, (0.25,) * 3))
+    loss = batch_statistics_loss(model, task, data.x, data.y, 16, torch.device("cpu"), "off")
+    assert math.isfinite(loss) and not model.training
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [32, 64, 128, 512, 1024])
+def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp_path, batch):
+    """Product defaults, only the batch size set: the first-epoch validation loss stays within a small factor of
+    chance (ln 10), or the run has recovered by epoch 2."""
+    cfg = api.make_config("scratch", overrides={
+        "dataset": "synthetic:10:230:10", "image_size": 16, "model": "resnet18", "batch_size": batch, "epochs": 2,
+        "max_steps_per_epoch": max(1, 256 // batch), "embed_samples": 20, "progress": "off",
+        "out": str(tmp_path / "runs"), "val_fraction": 0.1})
+    assert cfg.lr == 0  # the default: derived from base_lr and the batch
+    result = api.train(cfg)
+    rows = [dict(zip(*[line.split(",") for line in pair])) for pair in
+            [((result.path / "metrics.csv").read_text().splitlines()[0], line)
+             for line in (result.path / "metrics.csv").read_text().splitlines()[1:]]]
+    val = [float(r["val_loss"]) for r in rows]
+    chance = math.log(10)
+    assert result.summary["status"] == "complete"
+    assert val[0] < 3 * chance or val[1] < 3 * chance, val
