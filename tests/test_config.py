@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cifarlab import api, config
-from cifarlab.config import RunConfig, ScratchConfig, TransferConfig
+from cifarlab.config import ScratchConfig, TransferConfig
 from cifarlab.errors import ConfigError
 
 
@@ -80,7 +80,9 @@ def test_parser_never_crashes_and_accepts_only_valid_values(key, value):
     except ConfigError:
         return
     config.validate(cfg)
-    assert isinstance(cfg, RunConfig)
+    # an accepted key holds the value given, converted to its type
+    assert getattr(cfg, key.strip().replace("-", "_")) == config._coerce(TransferConfig, key.strip().replace("-", "_"),
+                                                                           value)
 
 
 @settings(max_examples=200, deadline=None)

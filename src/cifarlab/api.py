@@ -15,6 +15,10 @@ from typing import Any
 from cifarlab import config as config_mod
 from cifarlab.config import RunConfig
 from cifarlab.recipes import RECIPES, RunResult, execute
+from cifarlab.recipes.resolve import make_config
+
+__all__ = ["make_config", "train", "report", "study", "study_plan", "bench", "keys_help", "recipes_help",
+           "recipe_names", "model_names", "config_class"]
 
 
 def recipe_names() -> list[str]:
@@ -29,28 +33,6 @@ def model_names() -> list[str]:
     from cifarlab.models import MODELS
 
     return MODELS.names()
-
-
-def make_config(recipe: str | None = None, config_file: str | None = None, overrides: dict[str, Any] | None = None,
-                sets: list[str] | None = None) -> RunConfig:
-    """Resolve a config: the recipe's defaults, then ``config_file`` (TOML), then ``overrides``, then ``sets``
-    (``"key=value"`` strings). Unknown keys and bad values raise :class:`cifarlab.errors.ConfigError`."""
-    file_layer = config_mod.load_toml(config_file) if config_file else {}
-    name = recipe or file_layer.get("recipe") or (overrides or {}).get("recipe") or "scratch"
-    cls = RECIPES.get(str(name)).config_class
-    cfg = config_mod.build(cls, file_layer, {**(overrides or {}), "recipe": name},
-                           config_mod.parse_overrides(sets or []))
-    check_model_name(cfg.model)
-    return cfg
-
-
-def check_model_name(name: str) -> None:
-    """Unknown model names fail before any data is loaded or any directory is written."""
-    from cifarlab.models import MODELS
-    from cifarlab.models.timm_models import is_timm_name
-
-    if not is_timm_name(name):
-        MODELS.get(name)
 
 
 def train(cfg: RunConfig) -> RunResult:

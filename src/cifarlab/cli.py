@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cifarlab import api, config
+from cifarlab.engine import distributed
 from cifarlab.engine.bench import BenchOptions
 from cifarlab.errors import CifarlabError
 
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             s = result.summary
             metric = next((f"{k} {100 * s[k]:.2f}%" for k in ("test_acc", "linear_acc", "rotation_test_acc")
                            if isinstance(s.get(k), float)), "")
-            print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
+            if distributed.get().is_main:  # under torchrun, one closing line, not one per rank
+                print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
         elif args.command == "report":
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
             print(api.report(args.runs_dir, out, args.format, args.embedding))

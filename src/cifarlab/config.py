@@ -68,8 +68,9 @@ class RunConfig:
     base_lr: float = opt(0.4, "peak learning rate at the reference batch ref_batch (lr per ref_batch images)", lo=0.0,
                          lo_open=True, hi=100.0)
     ref_batch: int = opt(512, "the batch size base_lr is stated for", lo=1, hi=65536)
-    lr_scaling: str = opt("linear", "how the learning rate follows batch_size when lr = 0: linear "
-                          "(base_lr x B/ref_batch) or sqrt (base_lr x sqrt(B/ref_batch))", choices=("linear", "sqrt"))
+    lr_scaling: str = opt("capped", "how the learning rate follows batch_size when lr = 0: capped (linear below "
+                          "ref_batch, base_lr above it), linear (base_lr x B/ref_batch) or sqrt (base_lr x "
+                          "sqrt(B/ref_batch)); measured in docs/results.md", choices=("capped", "linear", "sqrt"))
     optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
     momentum: float = opt(0.9, "SGD momentum / AdamW beta1", lo=0.0, hi=0.999)
     nesterov: bool = opt(True, "Nesterov momentum (SGD)")
@@ -92,6 +93,8 @@ class RunConfig:
     amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",
                    choices=("auto", "bf16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
+    cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (measured: no faster "
+                                       "in steady state, 2-10 s of autotuning per shape; docs/results.md)")
     compile: str = opt("auto", "torch.compile the model: on, off, cudagraphs (compiled with CUDA graphs), or auto "
                                "(on for CUDA runs long enough to pay back the compilation; off elsewhere)",
                        choices=("auto", "on", "off", "cudagraphs"))

@@ -1,3 +1,6 @@
+import time
+
+import pytest
 import torch
 
 from cifarlab.engine import bench
@@ -10,11 +13,38 @@ def test_flop_count_of_resnet18_cifar_matches_the_known_figure():
     assert 1.0e9 < flops < 1.2e9
 
 
-def test_bench_runs_both_pipelines_and_reports_a_ratio():
+def test_warm_up_is_timed_apart_from_the_steady_state():
+    calls = []
+
+    def step():
+        calls.append(1)
+        time.sleep(0.3 if len(calls) == 1 else 0.01)  # the first call pays a "compilation"
+        return 100
+
+    warmup, rate = bench.time_loop(step, repeats=3, device=torch.device("cpu"))
+    assert len(calls) == 4 and warmup >= 0.3
+    assert 3000 < rate < 10_500  # 100 images in ~0.01 s: the first call is not in the rate
+
+
+def test_bench_measures_every_regime_loop_and_the_notebook_pipeline():
     x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
     y = torch.arange(64) % 4
-    rows = bench.bench_scratch(x, y, "cnn_small", 16, 2, 1, torch.device("cpu"), workers=0)
-    rows += bench.bench_embed(x, "cnn_small", 16, 16, 2, 1, torch.device("cpu"))
-    assert [r.pipeline for r in rows] == ["cifarlab", "notebook"] * 2
-    assert all(r.images_per_s > 0 and r.mfu is None for r in rows)
-    assert "ratio cifarlab / notebook" in bench.format_rows(rows)
+    logs = []
+    rows = bench.bench_loops(x, y, list(bench.LOOPS), ["eager"], [8], 2, 1, torch.device("cpu"), "cnn_small",
+                             "cnn_small", 16, log=logs.append)
+    rows.append(bench.bench_notebook(x, y, "cnn_small", 8, 2, 1, torch.device("cpu"), workers=0))
+    assert [r.loop.split()[0] for r in rows] == [*bench.LOOPS, "scratch"]
+    assert all(r.images_per_s > 0 and r.warmup_s > 0 and r.mfu is None for r in rows)  # no MFU off CUDA
+    table = bench.format_rows(rows)
+    assert "warm-up s" in table and "ratio cifarlab eager / notebook, scratch cnn_small bs 8" in table
+    assert len(logs) == len(bench.LOOPS)  # one line per measurement as it finishes
+
+
+@pytest.mark.slow
+def test_the_compile_path_runs_a_training_step_and_reports_its_compile_time():
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(32) % 2
+    (row,) = bench.bench_loops(x, y, ["scratch"], ["compile"], [8], 1, 1, torch.device("cpu"), "cnn_small")
+    eager, = bench.bench_loops(x, y, ["scratch"], ["eager"], [8], 1, 1, torch.device("cpu"), "cnn_small")
+    assert row.variant == "compile" and row.images_per_s > 0
+    assert row.warmup_s > 5 * eager.warmup_s  # the compilation is in the warm-up, not in the rate

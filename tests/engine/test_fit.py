@@ -22,8 +22,8 @@ def _cfg(tmp_path, recipe="scratch", **kw):
     return api.make_config(recipe, overrides={**TINY, "out": str(tmp_path / "runs"), **kw})
 
 
-@pytest.mark.parametrize("batch, rule, expected", [(512, "linear", 0.4), (64, "linear", 0.05), (2048, "linear", 1.6),
-                                                   (128, "sqrt", 0.2), (2048, "sqrt", 0.8)])
+@pytest.mark.parametrize("batch, rule, expected", [(512, "capped", 0.4), (64, "capped", 0.05), (2048, "capped", 0.4),
+                                                   (2048, "linear", 1.6), (128, "sqrt", 0.2), (2048, "sqrt", 0.8)])
 def test_default_lr_follows_the_batch_size(tmp_path, batch, rule, expected):
     cfg = _cfg(tmp_path, batch_size=batch, lr_scaling=rule)
     lr, how = FitSpec.from_config(cfg).peak_lr(batch)
@@ -39,7 +39,7 @@ def test_the_run_uses_and_records_the_effective_lr(tmp_path):
     result = api.train(_cfg(tmp_path, batch_size=32, epochs=1))
     s = result.summary
     assert s["peak_lr"] == pytest.approx(0.4 * 32 / 512) and s["batch_size"] == 32
-    assert "linear to batch 32" in s["lr_rule"]
+    assert "capped to batch 32" in s["lr_rule"]
     rows = (result.path / "metrics.csv").read_text().splitlines()
     lrs = [float(r.split(",")[1]) for r in rows[1:]]
     assert max(lrs) <= s["peak_lr"] + 1e-9
@@ -137,7 +137,7 @@ def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp
     """Product defaults, only the batch size set: the first-epoch validation loss stays within a small factor of
     chance (ln 10), or the run has recovered by epoch 2."""
     cfg = api.make_config("scratch", overrides={
-        "dataset": "synthetic:10:230:10", "image_size": 16, "model": "resnet18", "batch_size": batch, "epochs": 2,
+        "dataset": "synthetic:10:230:10", "image_size": 8, "model": "resnet18", "batch_size": batch, "epochs": 2,
         "max_steps_per_epoch": max(1, 256 // batch), "embed_samples": 20, "progress": "off",
         "out": str(tmp_path / "runs"), "val_fraction": 0.1})
     assert cfg.lr == 0  # the default: derived from base_lr and the batch

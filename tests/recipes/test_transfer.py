@@ -115,3 +115,11 @@ def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
     # with a learning rate too small to move anything, the accuracy is the starting head's
     assert lp.summary["best_val_acc"] > rand.summary["best_val_acc"] + 0.2
     assert api.make_config("linear").augment == "auto"
+
+
+def test_a_resolution_too_small_for_the_backbone_is_a_config_error(tmp_path):
+    from cifarlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"resolution=32 is too small for alexnet .*224 is its native size"):
+        api.train(api.make_config("linear", overrides={**BASE, "model": "alexnet", "resolution": 32,
+                                                       "out": str(tmp_path)}))

@@ -11,6 +11,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from cifarlab.analysis import metrics  # noqa: E402
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend only where something is labelled (matplotlib warns into the user's terminal otherwise: e.g. the
+    accuracy panel of a contrastive run, which has no accuracy)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
 
 def curves(rows: list[dict[str, Any]], title: str = "") -> Figure:
     """Loss, accuracy and learning rate per epoch, train vs validation."""
@@ -24,7 +33,7 @@ def curves(rows: list[dict[str, Any]], title: str = "") -> Figure:
                         label=split)
         ax.set_title(metric)
         ax.set_xlabel("epoch")
-        ax.legend()
+        _legend(ax)
         ax.grid(alpha=0.3)
     axes[2].plot(ep, [r.get("lr") for r in rows], marker=".")
     axes[2].set_title("learning rate (end of epoch)")
@@ -38,7 +47,7 @@ def curves(rows: list[dict[str, Any]], title: str = "") -> Figure:
 def confusion_matrix(cm: np.ndarray, classes: list[str], title: str = "") -> Figure:
     """Row-normalised confusion matrix with counts in each cell (rows = true class)."""
     n = len(classes)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    norm = metrics.normalise_rows(cm)
     fig, ax = plt.subplots(figsize=(0.55 * n + 2.5, 0.55 * n + 2))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), classes, rotation=45, ha="right")
@@ -67,7 +76,7 @@ def per_class_bars(acc: dict[str, np.ndarray], classes: list[str], title: str = 
     ax.set_ylabel("accuracy")
     ax.grid(axis="y", alpha=0.3)
     if len(acc) > 1:
-        ax.legend(fontsize=7)
+        _legend(ax, fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -98,7 +107,7 @@ def embedding_scatter(xy: np.ndarray, labels: np.ndarray, classes: list[str], ti
     ax.set_xticks([])
     ax.set_yticks([])
     if len(classes) <= 20:
-        ax.legend(fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
+        _legend(ax, fontsize=6, markerscale=3, loc="center left", bbox_to_anchor=(1, 0.5))
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -115,7 +124,7 @@ def accuracy_vs_labels(series: dict[str, list[tuple[int, float, float]]], title:
     ax.set_xlabel("labelled images per class")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    _legend(ax)
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from cifarlab.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode, image_size
+from cifarlab.engine.checkpoint import atomic_write_bytes
 from cifarlab.errors import DataError
 
 CACHE_VERSION = 1  # bump when decoding changes, so stale caches are not reused
@@ -40,7 +41,6 @@ class _Entries:
     def __init__(self, source: str) -> None:
         self.source = source
         self.files: dict[str, dict[str, list[tuple[str, str]]]] = {s: {} for s in SPLITS}
-        self.empty_dirs: set[tuple[str, str]] = set()
 
     def add_class(self, split: str, cls: str) -> None:
         self.files[split].setdefault(cls, [])
@@ -186,7 +186,7 @@ def _raise_errors(results: Iterator[np.ndarray | str]) -> Iterator[np.ndarray]:
         yield r
 
 
-def load_folder(path: str | Path, cache_dir: str | Path, image_size_: int = 0, progress: bool = False
+def load_folder(path: str | Path, cache_dir: str | Path, image_size_: int = 0
                 ) -> dict[str, object]:
     """Load a folder dataset into uint8 arrays, from the cache when its content hash matches.
 
@@ -225,11 +225,9 @@ def load_folder(path: str | Path, cache_dir: str | Path, image_size_: int = 0, p
         arrays = list(_decode_all(jobs, workers))
         out[f"{split}_x"] = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
         out[f"{split}_y"] = np.asarray(labels, dtype=np.int64)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, meta=json.dumps({"classes": classes, "source": str(path)}), train_x=out["train_x"],
-             train_y=out["train_y"], test_x=out["test_x"], test_y=out["test_y"])
-    os.replace(tmp, cache)
+    arrays = {"meta": json.dumps({"classes": classes, "source": str(path)}), "train_x": out["train_x"],
+              "train_y": out["train_y"], "test_x": out["test_x"], "test_y": out["test_y"]}
+    atomic_write_bytes(cache, lambda f: np.savez(f, **arrays))  # the run directory's writer: fsync, then rename
     return out
 
 

@@ -37,9 +37,12 @@ class ImageData:
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
 
-    def channel_stats(self, idx: torch.Tensor | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the train split (or of its images ``idx``), in [0, 1] units."""
-        x = (self.train_x if idx is None else self.train_x[idx]).double().div_(255.0)
+    def channel_stats(self, idx: torch.Tensor | None = None, x: torch.Tensor | None = None
+                      ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the train split (or of its images ``idx``), in [0, 1] units; ``x`` is a copy
+        of ``train_x`` on the compute device to do the arithmetic there (a second of start-up on the CPU)."""
+        x = self.train_x if x is None else x
+        x = (x if idx is None else x[idx.to(x.device)]).double().div_(255.0)
         mean = x.mean(dim=(0, 2, 3))
         std = x.std(dim=(0, 2, 3))
         return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())

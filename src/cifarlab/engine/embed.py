@@ -13,13 +13,13 @@ from cifarlab.engine.device import autocast
 
 @torch.no_grad()
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, device: torch.device,
-          amp: str = "auto", preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """``fn(preprocess(x[batch]))`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``."""
+          amp: str = "auto") -> torch.Tensor:
+    """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``."""
     out = []
     for sl in eval_batches(len(x), batch_size):
         xb = x[sl].to(device, non_blocking=True)
         with autocast(device, amp):
-            out.append(fn(preprocess(xb) if preprocess else xb).float())
+            out.append(fn(xb).float())
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 

@@ -9,6 +9,7 @@ has no config (the linear evaluation of a frozen encoder).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import sys
@@ -145,6 +146,24 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, bat
     return {"loss": (loss_sum / max(n, 1)).item(), "acc": (correct / max(n, 1)).item()}
 
 
+@contextlib.contextmanager
+def batch_statistics(model: nn.Module):
+    """Inside: the trainable BatchNorm layers normalise by each batch's own statistics (training mode; frozen blocks
+    stay in eval through ``Backbone.train``); on exit their running averages and the model's mode are restored."""
+    was_training = model.training
+    model.train()
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    saved = [{k: v.clone() for k, v in m.named_buffers()} for m in bns]
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for m, buffers in zip(bns, saved):
+                for k, v in buffers.items():
+                    getattr(m, k).copy_(v)
+        model.train(was_training)
+
+
 @torch.no_grad()
 def batch_statistics_loss(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                           device: torch.device, amp: str, max_images: int = 2048) -> float:
@@ -153,22 +172,15 @@ def batch_statistics_loss(model: nn.Module, task: Task, x: torch.Tensor, y: torc
 
     Early in training the running averages lag the weights (momentum 0.1 per step), so the validation loss in
     eval mode can be huge while the network itself is fine; with batch statistics it is not."""
-    was_training = model.training
-    model.train()  # frozen blocks stay in eval (Backbone.train)
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    saved = [{k: v.clone() for k, v in m.named_buffers()} for m in bns]
     n = min(len(x), max_images)
     bs = min(batch_size, n)
     loss_sum, count = 0.0, 0
-    for start in range(0, n - bs + 1, bs):  # full batches only: batch statistics of 1 image are undefined
-        with autocast(device, amp):
-            ls, _, k = task.eval_step(model, x[start:start + bs], y[start:start + bs])
-        loss_sum += float(ls.float())
-        count += k
-    for m, buffers in zip(bns, saved):
-        for k, v in buffers.items():
-            getattr(m, k).copy_(v)
-    model.train(was_training)
+    with batch_statistics(model):
+        for start in range(0, n - bs + 1, bs):  # full batches only: batch statistics of 1 image are undefined
+            with autocast(device, amp):
+                ls, _, k = task.eval_step(model, x[start:start + bs], y[start:start + bs])
+            loss_sum += float(ls.float())
+            count += k
     return loss_sum / max(count, 1)
 
 
@@ -212,7 +224,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         run.update_summary(peak_lr=lr, lr_rule=rule, batch_size=batch_size, warmup_steps=warmup)
     if start_epoch < spec.epochs:
         log(f"lr {lr:.4g} ({rule}); {steps_per_epoch} steps per epoch, warm-up {warmup} steps")
-    writer = _tensorboard(run)
+    writer = None  # opened after the first epoch: importing TensorBoard is not worth delaying the first step for
     best_state = None
     model.train()
     for epoch in range(start_epoch + 1, spec.epochs + 1):
@@ -231,6 +243,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if d.is_main:
             log(_epoch_line(row, spec.epochs, is_best and len(data.val_idx) > 0))
+        writer = writer or _tensorboard(run)
         if writer is not None:
             for k, v in row.items():
                 if k != "epoch" and isinstance(v, (int, float)):
@@ -345,8 +358,9 @@ def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: F
 
     Diverged: the training loss, or the validation loss both with running and with batch statistics, is over
     ``divergence_factor`` x chance (with an accuracy no better than twice chance: an overfitting model has a large
-    validation loss too, and is not diverged). Lag: only the running statistics are off (with batch statistics the validation
-    loss is within 2x chance); the epoch is noted and not selected over a sound one."""
+    validation loss too, and is not diverged). Lag: only the running statistics are off (with batch statistics the
+    validation loss is under that limit, so the run may recover); the epoch is noted and not selected over a
+    sound one."""
     limit = spec.divergence_factor * chance
     epoch = row["epoch"]
     if not row["train_loss"] <= limit:  # also catches NaN
@@ -361,8 +375,8 @@ def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: F
     x, y = data.x[data.val_idx], data.y[data.val_idx]
     with_batch_stats = batch_statistics_loss(model, task, x, y, spec.eval_batch_size, device, spec.amp)
     row["val_loss_batch_stats"] = with_batch_stats
-    # lag: the network itself (normalising by its own batch statistics) is near chance or better
-    if math.isfinite(val_loss) and with_batch_stats <= 2 * chance:
+    # lag: the network itself (normalising by its own batch statistics) is not blown up; it may still recover
+    if math.isfinite(val_loss) and with_batch_stats <= limit:
         result.bn_lag_epochs.append(epoch)
         log(f"note: validation loss {val_loss:.3g} after epoch {epoch} comes from BatchNorm running statistics "
             f"that lag the weights early in training (with batch statistics it is {with_batch_stats:.3g}; chance "

@@ -31,16 +31,17 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict[str, str]:
-    import torchvision
+    """Versions of the libraries a run depends on, read from the installed metadata (importing timm only to ask
+    its version cost a second of every run's start-up)."""
+    from importlib import metadata
 
     out = {"python": platform.python_version(), "cifarlab": __version__, "torch": torch.__version__,
-           "torchvision": torchvision.__version__, "numpy": np.__version__}
-    try:
-        import timm
-
-        out["timm"] = timm.__version__
-    except ImportError:
-        pass
+           "numpy": np.__version__}
+    for name in ("torchvision", "timm"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     return out
 
 

@@ -26,8 +26,6 @@ from typing import Any
 from cifarlab.engine.checkpoint import atomic_write_bytes, write_json
 from cifarlab.errors import CifarlabError
 
-STATUSES = ("running", "complete", "failed")
-
 
 class RunDir:
     """A run directory, locked for the lifetime of the object's ``with`` block."""
@@ -105,8 +103,9 @@ class RunDir:
             np.savez(data, **arrays)
             atomic_write_bytes(self.path / name, lambda f: f.write(data.getvalue()))
 
-    def write_metrics(self, history: list[dict[str, Any]]) -> None:
-        """Rewrite metrics.csv from the full history (the checkpoint's copy is the source of truth)."""
+    def write_metrics(self, history: list[dict[str, Any]], name: str = "metrics.csv") -> None:
+        """Rewrite ``name`` (metrics.csv) from the full history, atomically (the checkpoint's copy is the source of
+        truth)."""
         if not history or not self.writable:
             return
         fields = list(dict.fromkeys(k for row in history for k in row))
@@ -115,7 +114,7 @@ class RunDir:
         writer.writeheader()
         writer.writerows(history)
         data = buf.getvalue().encode()
-        atomic_write_bytes(self.path / "metrics.csv", lambda f: f.write(data))
+        atomic_write_bytes(self.path / name, lambda f: f.write(data))
 
     def fail(self, message: str) -> None:
         self.update_summary(status="failed", error=message)

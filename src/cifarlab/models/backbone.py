@@ -7,7 +7,8 @@ block names, so recipes never index into a model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +17,9 @@ from torch import nn
 from cifarlab.errors import ConfigError
 from cifarlab.registry import Registry
 
-MODELS: Registry = Registry("model")
+MODELS: Registry[Callable[..., Backbone]] = Registry("model")
+# name prefixes that build whole families by architecture name (``timm:ARCH``); filled by the family's module
+PREFIXES: dict[str, Callable[..., Backbone]] = {}
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,19 @@ def create_model(name: str, num_classes: int = 0, weights: str = "default") -> B
         weights: ``default`` (the model's pretrained weights; random for CIFAR-stem models), ``none`` (random
             init) or a state-dict file path.
     """
-    if name.startswith("timm:"):
-        from cifarlab.models.timm_models import timm_backbone
+    check_model_name(name)
+    prefix, sep, arch = name.partition(":")
+    if sep:
+        return PREFIXES[prefix](arch, num_classes=num_classes, weights=weights)
+    return MODELS.get(name)(num_classes=num_classes, weights=weights)
 
-        return timm_backbone(name.split(":", 1)[1], num_classes=num_classes, weights=weights)
-    builder = MODELS.get(name)
-    return builder(num_classes=num_classes, weights=weights)
+
+def check_model_name(name: str) -> None:
+    """The one place a model name is checked (before any data is loaded): a registry name, or ``PREFIX:ARCH`` for a
+    registered family (``timm:``; whether ARCH exists there is checked when the model is built)."""
+    prefix, sep, arch = name.partition(":")
+    if not sep:
+        MODELS.get(name)
+    elif prefix not in PREFIXES or not re.fullmatch(r"[\w.\-]+", arch):
+        raise ConfigError(f"unknown model {name!r}; choose from: {', '.join(MODELS.names())}, or "
+                          f"{' / '.join(p + ':ARCH' for p in PREFIXES)}")

@@ -6,16 +6,14 @@ named blocks without per-architecture tables.
 
 from __future__ import annotations
 
-import re
-
 from torch import nn
 
 from cifarlab.errors import CheckpointError, ConfigError
-from cifarlab.models.backbone import MODELS, Backbone, DataConfig
+from cifarlab.models.backbone import MODELS, PREFIXES, Backbone, DataConfig
 from cifarlab.models.weights import apply_state_dict, lite0_package_file, load_file, map_by_order
 
 # The lite0 weights are a TensorFlow port: checked against the stem BatchNorm's running means (see
-# tests/models/test_timm_models.py), they expect TF-Lite's (x - 127) / 128 on 0..255 RGB, not ImageNet mean/std.
+# tests/models/test_weights.py), they expect TF-Lite's (x - 127) / 128 on 0..255 RGB, not ImageNet mean/std.
 LITE0_MEAN = (127.0 / 255,) * 3
 LITE0_STD = (128.0 / 255,) * 3
 # TF's "same" padding and BatchNorm eps 1e-3: timm's tf_ variant of the architecture the weights came from.
@@ -108,5 +106,4 @@ def efficientnet_lite0(num_classes: int = 0, weights: str = "default") -> Backbo
     return _wrap("efficientnet_lite0", net, data, num_classes)
 
 
-def is_timm_name(name: str) -> bool:
-    return bool(re.match(r"^timm:[\w.\-]+$", name))
+PREFIXES["timm"] = timm_backbone

@@ -73,8 +73,8 @@ def _rank() -> int:
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder (a registry backbone) + projection head; ``forward`` gives projections, ``embed`` the encoder's
-    features used for evaluation."""
+    """Encoder (a registry backbone) + projection head; ``forward`` gives projections (the encoder's own
+    ``forward_features`` gives the features used for evaluation)."""
 
     def __init__(self, backbone: nn.Module, projection: nn.Module) -> None:
         super().__init__()
@@ -83,9 +83,6 @@ class ContrastiveModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(self.backbone.forward_features(x))
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(x)
 
 
 class Contrastive:

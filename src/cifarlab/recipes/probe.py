@@ -89,14 +89,7 @@ def knn_accuracy(p: Prepared, emb: Embedded, k: int, temperature: float) -> floa
 
 
 def _write_rows(run_dir: RunDir, name: str, rows: list[dict[str, Any]]) -> None:
-    import csv
-
-    if not rows or not run_dir.writable:
-        return
-    with open(run_dir.path / name, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    run_dir.write_metrics(rows, name)
 
 
 def probe_head(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig, epochs: int, lr: float,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.recipes.common import execute, run_name
+from cifarlab.recipes.resolve import make_config
 
 SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
 
@@ -49,10 +51,12 @@ class PlannedRun:
     series: str | None
 
 
-def load_study(path: str | Path, out: str | Path) -> tuple[dict[str, Any], list[PlannedRun]]:
-    """Parse and validate a study file into the runs it describes (every config is checked before any run)."""
-    from cifarlab.api import make_config
+def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+               ) -> tuple[dict[str, Any], list[PlannedRun]]:
+    """Parse and validate a study file into the runs it describes (every config is checked before any run).
 
+    ``adjust`` maps each run's keys to the keys it runs with, after its name is fixed (a smoke test shrinks every
+    run this way and keeps the study's names and ``@run`` references)."""
     doc = config_mod.load_toml(path)
     unknown = set(doc) - {"study", "defaults", "runs"}
     if unknown:
@@ -76,6 +80,9 @@ def load_study(path: str | Path, out: str | Path) -> tuple[dict[str, Any], list[
                 keys["init"] = str(Path(out) / keys["init"][1:].format(**fill))
             if template:
                 keys["name"] = template.format(**fill)
+            if adjust is not None:
+                keys = {**adjust(keys), "name": keys.get("name") or run_name(make_config(keys["recipe"],
+                                                                                          overrides=keys))}
             try:
                 cfg = make_config(keys["recipe"], overrides=keys)
             except ConfigError as exc:
@@ -99,8 +106,8 @@ def plan_lines(path: str | Path, out: str | Path) -> str:
     return "\n".join(lines)
 
 
-def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None
-              ) -> tuple[list[str], Path | None]:
+def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None,
+              adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[list[str], Path | None]:
     """Run every planned run not yet complete; returns (failed run names, report path).
 
     Args:
@@ -108,7 +115,7 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
             a run that starts from another run of the study (``init = "@name"``) waits for it.
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    meta, planned = load_study(path, out)
+    meta, planned = load_study(path, out, adjust)
     Path(out).mkdir(parents=True, exist_ok=True)
     study_name = meta.get("name", Path(path).stem)
     if gpus:
@@ -142,8 +149,6 @@ def _tag_series(out: Path, run: PlannedRun) -> None:
 
 
 def _run_sequential(planned: list[PlannedRun], out: Path, study_name: str, log) -> list[str]:
-    from cifarlab.api import make_config
-
     failed, durations = [], []
     names = {p.name for p in planned}
     for i, run in enumerate(planned, 1):

@@ -41,14 +41,13 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
         backbone.reset_classifier(p.data.num_classes)
         model, fwd = to_device(backbone, p, cfg)
         task = Classification(_SingleView(views), cfg.label_smoothing)
-        encoder = backbone
     else:
         model = ContrastiveModel(backbone, ProjectionHead(backbone.num_features, cfg.proj_hidden, cfg.proj_dim))
         model, fwd = to_device(model, p, cfg)
         # under torchrun the loss sees every rank's projections (the global batch), with gradients
         gather = distributed.gather_with_grad if distributed.get().enabled else None
         task = Contrastive(views, SupConLoss(cfg.temperature, gather=gather), use_labels=cfg.recipe == "supcon")
-        encoder = backbone
+    encoder = backbone  # what the evaluations embed with, in both cases
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     if cfg.epochs:
         pretrain = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)

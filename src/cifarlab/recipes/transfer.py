@@ -21,10 +21,10 @@ from cifarlab.data.sources import default_root
 from cifarlab.engine import checkpoint
 from cifarlab.engine.device import synchronize
 from cifarlab.engine.embed import embed
-from cifarlab.engine.fit import FitData, FitSpec, fit
+from cifarlab.engine.fit import FitData, FitSpec, batch_statistics, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.engine.rundir import RunDir, read_json
-from cifarlab.errors import CheckpointError
+from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification, FeatureClassification
 from cifarlab.recipes.common import (
@@ -78,6 +78,21 @@ def load_encoder(model: Backbone, source: str) -> None:
         raise CheckpointError(f"{path}: encoder does not fit {model.name} (missing: {missing[:6]}; shape "
                               f"mismatches: {shapes[:6]})")
     model.trunk.load_state_dict({k: trunk_state[k] for k in own})
+
+
+@torch.no_grad()
+def check_input_size(model: Backbone, resolution: int) -> None:
+    """One image through the backbone before any training: a resolution its stem shrinks to nothing (AlexNet below
+    63 px) is a config error naming the key, not a traceback from the middle of the first epoch."""
+    was = model.training
+    model.eval()
+    try:
+        model.forward_features(torch.zeros(1, 3, resolution, resolution))
+    except RuntimeError as exc:
+        raise ConfigError(f"resolution={resolution} is too small for {model.name} ({str(exc).splitlines()[0]}); "
+                          f"use a larger resolution ({model.data_config.input_size} is its native size)") from None
+    finally:
+        model.train(was)
 
 
 def optimizer_groups(model: Backbone, cfg: TransferConfig) -> list[dict]:
@@ -176,6 +191,7 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
         warn(f"{cfg.model} has an ImageNet stem (it downsamples 32x); at resolution={cfg.resolution} its last "
              "stages see 1x1 maps. Use resolution>=128, or a CIFAR-stem model")
     resolution = cfg.resolution or (p.data.image_size if dc.cifar_stem else dc.input_size)
+    check_input_size(model, resolution)
     regime = cfg.recipe
     preset = cfg.augment if cfg.augment != "auto" else ("none" if regime == "linear" else "cropflip")
     augment = Augment(preset, mean, std, cfg.crop_padding, resolution=resolution,
@@ -190,13 +206,14 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
         return {**_run_cached_linear(cfg, run_dir, p, model, augment), **extra, "embeddings": "cached"}
     if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and run_dir.last_ckpt.is_file()):
         t0 = time.perf_counter()
-        model.eval()
-        head = probe_head(p, lambda x: model.forward_features(augment.eval(x)), cfg, HEAD_INIT_EPOCHS,
-                          HEAD_INIT_LR, run_dir)
+        # the probe sees the features fine-tuning starts from: trainable BatchNorm layers on batch statistics (in
+        # eval mode their running averages, e.g. ImageNet's, would give other features and a mismatched head)
+        with batch_statistics(model):
+            head = probe_head(p, lambda x: model.forward_features(augment.eval(x)), cfg, HEAD_INIT_EPOCHS,
+                              HEAD_INIT_LR, run_dir)
         with torch.no_grad():
             model.head.weight.copy_(head.weight)
             model.head.bias.copy_(head.bias)
-        model.train()
         extra["head_init_s"] = round(time.perf_counter() - t0, 3)
     extra["head_init"] = cfg.head_init if regime != "linear" else "trained"
     optimizer = make_optimizer(optimizer_groups(model, cfg), cfg)
