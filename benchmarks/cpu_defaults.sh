@@ -21,7 +21,7 @@ for init in "$OUT/rotation-bs64" random; do
 done
 # 3. two deliberately diverged runs, then the report over everything
 for s in 0 1; do
-  t $CL train --recipe scratch --model cnn_small $D --per-class 20 --epochs 2 --batch-size 32 --lr 1000 --seed $s --name absurd-lr-s$s
+  t $CL train --recipe scratch --model cnn_small $D --per-class 20 --epochs 2 --batch-size 32 --lr 100 --seed $s --name absurd-lr-s$s
 done
 t $CL report "$OUT" -o "$OUT/report.html" --embedding none
 for s in $SEEDS; do [ "$s" = 0 ] || t $CL train --recipe scratch --model resnet18 $D --per-class 200 --epochs 3 --batch-size 64 --seed $s --name scratch-bs64-s$s; done
