@@ -92,4 +92,6 @@ def test_numeric_ranges_hold_for_every_accepted_config(lr, frac):
         cfg = config.build(ScratchConfig, {"lr": lr, "train_fraction": frac})
     except ConfigError:
         return
-    assert 0 < cfg.lr <= 100 and 0 < cfg.train_fraction <= 1
+    # lr 0 is the documented "derive from base_lr" value; anything else is a real rate in (0, 100]
+    assert 0 <= cfg.lr <= 100 and 0 < cfg.train_fraction <= 1
+    assert cfg.lr == lr

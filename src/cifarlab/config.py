@@ -144,6 +144,11 @@ class TransferConfig(RunConfig):
     head_init: str = opt("probe", "partial/finetune: start the head from a linear probe on the frozen backbone's "
                                   "embeddings (LP-FT, Kumar et al. 2022), or from random weights",
                          choices=("probe", "random"))
+    norm_stats: str = opt("auto", "partial/finetune: BatchNorm layers keep the running statistics the backbone "
+                                  "starts with (frozen; their affine weights still train) or re-estimate them from "
+                                  "each batch (train, frozen blocks included); auto = frozen from `weights` (e.g. ImageNet's), train "
+                                  "from random init or --init",
+                          choices=("auto", "frozen", "train"))
     weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
                         "'random' for the control; '' = use `weights`")

@@ -65,35 +65,25 @@ def confusion_matrix(cm: np.ndarray, classes: list[str], title: str = "") -> Fig
     return fig
 
 
-def per_class_bars(acc: dict[str, np.ndarray], classes: list[str], title: str = "") -> Figure:
-    """Per-class accuracy, one bar group per class and one bar per run."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(classes) * max(1, len(acc)) ** 0.5), 3.2))
-    width = 0.8 / max(1, len(acc))
-    for i, (name, values) in enumerate(acc.items()):
-        ax.bar(np.arange(len(classes)) + i * width, values, width, label=name)
-    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=45, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy")
-    ax.grid(axis="y", alpha=0.3)
-    if len(acc) > 1:
-        _legend(ax, fontsize=7)
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
 def image_grid(images: np.ndarray, captions: list[str], cols: int = 8, title: str = "") -> Figure:
-    """(N, H, W, 3) uint8 images (already de-normalised: stored as raw pixels) with a caption each."""
+    """(N, H, W, 3) uint8 images (already de-normalised: stored as raw pixels) with a caption each, drawn as one
+    montage in one axes (one axes per image made this the slowest figure of a report)."""
     n = len(images)
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.75 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, img, cap in zip(axes.flat, images, captions):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(cap, fontsize=6)
-    fig.suptitle(title)
-    fig.tight_layout()
+    h, w = images.shape[1:3] if n else (32, 32)
+    pad_x, pad_y = max(2, w // 8), max(2, h // 2)  # room under each image for its two-line caption
+    sheet = np.full((rows * (h + pad_y), cols * (w + pad_x), 3), 255, dtype=np.uint8)
+    for k, img in enumerate(images):
+        r, c = divmod(k, cols)
+        sheet[r * (h + pad_y):r * (h + pad_y) + h, c * (w + pad_x):c * (w + pad_x) + w] = img[..., :3]
+    fig, ax = plt.subplots(figsize=(1.5 * cols, 1.75 * rows + 0.4))
+    ax.imshow(sheet, interpolation="nearest")
+    for k, cap in enumerate(captions[:n]):
+        r, c = divmod(k, cols)
+        ax.text(c * (w + pad_x) + w / 2, r * (h + pad_y) + h + 1, cap, ha="center", va="top", fontsize=6)
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
     return fig
 
 
@@ -125,6 +115,90 @@ def accuracy_vs_labels(series: dict[str, list[tuple[int, float, float]]], title:
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3, which="both")
     _legend(ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_heatmap(acc: dict[str, np.ndarray], classes: list[str], title: str = "") -> Figure:
+    """Per-class accuracy as a heatmap: one row per run, one column per class, the value in each cell."""
+    names = list(acc)
+    grid = np.array([acc[n] for n in names], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(6, 0.62 * len(classes) + 3), 0.32 * len(names) + 1.6))
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    if grid.size <= 600:
+        for i in range(grid.shape[0]):
+            for j in range(grid.shape[1]):
+                ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="black" if grid[i, j] > 0.6 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="accuracy")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def arm_bars(groups: dict[str, dict[str, tuple[float, float]]], title: str = "", xlabel: str = "test accuracy"
+             ) -> Figure:
+    """Horizontal bars with seed error bars: {arm label: {metric label: (mean, std)}}, one bar per metric."""
+    labels = list(groups)
+    series = list(dict.fromkeys(m for g in groups.values() for m in g))
+    height = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) * max(1, len(series)) ** 0.5 + 1.3))
+    for k, metric in enumerate(series):
+        ys = np.arange(len(labels)) + k * height
+        vals = [groups[lab].get(metric, (np.nan, 0.0)) for lab in labels]
+        ax.barh(ys, [v[0] for v in vals], height, xerr=[v[1] for v in vals], capsize=3,
+                label=metric if len(series) > 1 else None)
+        for y, (m, _) in zip(ys, vals):
+            if np.isfinite(m):
+                ax.text(m, y, f" {100 * m:.1f}%", va="center", fontsize=7)
+    ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    _legend(ax, fontsize=7, loc="lower right")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def validation_curves(histories: dict[str, list[dict[str, Any]]], title: str = "") -> Figure:
+    """Validation (solid) and training (dotted) accuracy per epoch, one colour per run."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for k, (name, rows) in enumerate(histories.items()):
+        color = f"C{k % 10}"
+        ep = [r["epoch"] for r in rows]
+        for split, style in (("val", "-"), ("train", ":")):
+            ys = [r.get(f"{split}_acc") for r in rows]
+            if any(isinstance(y, (int, float)) and np.isfinite(y) for y in ys):
+                ax.plot(ep, [y if isinstance(y, (int, float)) else np.nan for y in ys], style, color=color,
+                        marker="." if split == "val" else None, label=f"{name} ({split})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    _legend(ax, fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "") -> Figure:
+    """Every run as a point: (name, group, seconds, accuracy), log-scale time, one colour per group."""
+    fig, ax = plt.subplots(figsize=(8, 4.6))
+    groups = list(dict.fromkeys(g for _, g, _, _ in points))
+    for k, group in enumerate(groups):
+        pts = [(n, t, a) for n, g, t, a in points if g == group]
+        ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=28, color=f"C{k % 10}", label=group)
+        for n, t, a in pts:
+            ax.annotate(n, (t, a), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("training time, s (log; embedding and head probe included)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3, which="both")
+    _legend(ax, fontsize=7, loc="lower right")
     ax.set_title(title)
     fig.tight_layout()
     return fig

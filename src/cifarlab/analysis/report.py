@@ -7,14 +7,20 @@ import base64
 import datetime
 import html
 import io
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cifarlab.analysis import metrics, plots
+from cifarlab.analysis import findings, metrics, plots
 from cifarlab.analysis.runs import Run, find_runs
+from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
 
 
@@ -51,21 +57,6 @@ def summary_row(run: Run) -> dict[str, Any]:
             "params_trainable": s.get("params_trainable"), "train_time_s": s.get("train_time_s"),
             "images_per_s": s.get("images_per_s"), "peak_memory_mb": s.get("peak_memory_mb"),
             "epochs": s.get("epochs"), "error": s.get("error")}
-
-
-def comparison_rows(runs: list[Run]) -> list[dict[str, Any]]:
-    """Runs that differ only by seed are one row: mean +- std of accuracy over seeds."""
-    rows = [summary_row(r) for r in runs if r.status == "complete"]
-    out = []
-    for key, group in metrics.group_runs(rows, ("recipe", "model", "init", "data")).items():
-        m, sd, n = metrics.mean_std(g["accuracy"] for g in group)
-        first = group[0]
-        out.append({"recipe": key[0], "model": key[1], "init": key[2], "data": key[3], "acc_mean": m, "acc_std": sd,
-                    "seeds": n, "params_total": first["params_total"], "params_trainable": first["params_trainable"],
-                    "train_time_s": metrics.mean_std(g["train_time_s"] for g in group)[0],
-                    "images_per_s": metrics.mean_std(g["images_per_s"] for g in group)[0],
-                    "peak_memory_mb": max((g["peak_memory_mb"] or 0) for g in group)})
-    return sorted(out, key=lambda r: (str(r["recipe"]), str(r["model"]), str(r["init"]), str(r["data"])))
 
 
 @dataclass
@@ -111,6 +102,44 @@ def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> d
     return out
 
 
+def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None) -> dict[str, dict[str, Any]]:
+    """``run_analysis`` of every run, spread over worker interpreters, one per core (matplotlib and t-SNE are
+    single-threaded: on 2 cores this halves the report of a 24-run study). Workers are plain ``python -c``
+    subprocesses, so no caller's main module is re-imported and no process that ran torch is forked. Runs a worker
+    could not analyse are analysed here."""
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(workers, 8, len(runs) // 2)
+    out: dict[str, dict[str, Any]] = {}
+    if workers > 1:
+        # one thread per worker: OpenMP threads spinning in several processes on the same cores were 2x slower
+        env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
+        with tempfile.TemporaryDirectory(prefix="cifarlab-report-") as tmp:
+            procs = []
+            for k in range(workers):
+                job = Path(tmp) / f"job{k}.pkl"
+                job.write_bytes(pickle.dumps(([str(r.path) for r in runs[k::workers]], embedding)))
+                procs.append((job, subprocess.Popen(
+                    [sys.executable, "-c", "from cifarlab.analysis.report import _worker; _worker()", str(job)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)))
+            for job, proc in procs:
+                result = job.with_suffix(".out")
+                if proc.wait() == 0 and result.is_file():
+                    out.update(pickle.loads(result.read_bytes()))
+    return {r.name: out.get(r.name) or run_analysis(r, embedding) for r in runs}
+
+
+def _worker() -> None:
+    """Entry point of an ``analyse_all`` worker: argv[1] holds (run paths, embedding); writes {name: analysis}."""
+    job = Path(sys.argv[1])
+    paths, embedding = pickle.loads(job.read_bytes())
+    runs = [Run(Path(p), read_json(Path(p) / "summary.json")) for p in paths]
+    result = {r.name: run_analysis(r, embedding) for r in runs}
+    tmp = job.with_suffix(".part")
+    tmp.write_bytes(pickle.dumps(result))
+    tmp.replace(job.with_suffix(".out"))
+
+
 def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> None:
     if run.metrics:
         out["figures"].append(Figure("curves", _png(plots.curves(run.metrics)), "training curves"))
@@ -151,20 +180,6 @@ def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> 
                 f"{embedding} of embeddings"))
 
 
-def lowlabel_series(runs: list[Run]) -> dict[str, list[tuple[int, float, float]]]:
-    """Accuracy vs labelled images per class, per method (runs tagged ``lowlabel`` by a study)."""
-    by: dict[tuple[str, int], list[float]] = {}
-    for r in runs:
-        method = r.summary.get("study_series")
-        if method and r.status == "complete" and r.accuracy is not None and r.key("per_class"):
-            by.setdefault((method, int(r.key("per_class"))), []).append(r.accuracy)
-    series: dict[str, list[tuple[int, float, float]]] = {}
-    for (method, n), accs in by.items():
-        m, sd, _ = metrics.mean_std(accs)
-        series.setdefault(method, []).append((n, m, sd))
-    return series
-
-
 SUMMARY_COLS = [("run", "run"), ("recipe", "recipe"), ("model", "model"), ("init", "init"), ("data", "train data"),
                 ("seed", "seed"), ("status", "status"), ("accuracy", "test acc"), ("linear_acc", "linear"),
                 ("knn_acc", "kNN"), ("params_total", "params"), ("params_trainable", "trainable"),
@@ -196,24 +211,39 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     if not runs:
         raise CifarlabError(f"no run directories (with summary.json) under {root}")
     out = Path(out)
-    analyses = {r.name: run_analysis(r, embedding) for r in runs}
-    title = title or f"cifarlab report: {Path(root).resolve().name}"
+    analyses = analyse_all(runs, embedding)
+    study = read_json(Path(root) / "study.json") if (Path(root) / "study.json").is_file() else {}
+    title = title or (f"cifarlab study: {study['name']}" if study.get("name") else
+                      f"cifarlab report: {Path(root).resolve().name}")
+    answers = findings.answer(runs)
     if fmt == "md":
-        return _markdown(runs, analyses, out, title)
-    return _html(runs, analyses, out, title, root)
+        return _markdown(runs, analyses, answers, out, title)
+    return _html(runs, analyses, answers, out, title, root, study)
 
 
 def _img_html(fig: Figure) -> str:
     return f'<img alt="{esc(fig.alt)}" src="data:image/png;base64,{base64.b64encode(fig.png).decode()}">'
 
 
-def _html(runs: list[Run], analyses: dict[str, Any], out: Path, title: str, root: str | Path) -> Path:
+def _html(runs: list[Run], analyses: dict[str, Any], answers: list[findings.Finding], out: Path, title: str,
+          root: str | Path, study: dict[str, Any]) -> Path:
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     h = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
          f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>",
          f"<p class=meta>{len(runs)} runs under <code>{esc(Path(root).resolve())}</code>; generated {esc(now)}. "
          "Accuracies are on the test split, evaluated once per run with the weights selected on the validation "
-         "split (rotation runs: rotation accuracy).</p>", "<h2>Summary</h2><table id=summary><tr>"]
+         "split (rotation runs: rotation accuracy). Training time includes the frozen-backbone embedding and the "
+         "head probe where a run had them.</p>"]
+    if study.get("note"):
+        h.append(f"<p class=note>{esc(study['note'])}</p>")
+    toc = [("overview", "Accuracy against training time")] + [(f"q-{f.key}", f.title) for f in answers] + [
+        ("per-class", "Per-class accuracy"), ("all-runs", "All runs")]
+    h.append("<nav><b>Contents:</b> " + " · ".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>")
+    h += _overview_html(runs)
+    for f in answers:
+        h += _finding_html(f, runs)
+    h += _per_class_html(runs, analyses)
+    h.append("<section id=all-runs><h2>All runs</h2><table id=summary><tr>")
     h += [f"<th>{esc(label)}</th>" for _, label in SUMMARY_COLS] + ["</tr>"]
     for r in runs:
         row = summary_row(r)
@@ -228,8 +258,7 @@ def _html(runs: list[Run], analyses: dict[str, Any], out: Path, title: str, root
             numeric = key in PCT or key.startswith(("params", "train", "images", "peak"))
             cells.append(f"<td{' class=n' if numeric else ''}>{text}</td>")
         h.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    h.append("</table>")
-    h += _comparison_html(runs, analyses)
+    h.append("</table></section>")
     for r in runs:
         h += _run_html(r, analyses[r.name])
     # no network, no dependencies: after load, record how many images decoded (read by the browser test)
@@ -241,36 +270,93 @@ def _html(runs: list[Run], analyses: dict[str, Any], out: Path, title: str, root
     return out
 
 
-def _comparison_html(runs: list[Run], analyses: dict[str, Any]) -> list[str]:
-    h = ["<section><h2>Comparison</h2><p class=meta>Runs that differ only by seed are averaged (mean ± std over "
-         "seeds).</p><table id=comparison><tr><th>recipe</th><th>model</th><th>init</th><th>train data</th>"
-         "<th>test acc</th><th>seeds</th><th>params</th><th>trainable</th><th>train s</th><th>img/s</th>"
-         "<th>peak MB</th></tr>"]
-    for c in comparison_rows(runs):
-        acc = _pct(c["acc_mean"]) + (f" ± {100 * c['acc_std']:.2f}" if c["seeds"] > 1 else "")
-        h.append(f"<tr><td>{esc(c['recipe'])}</td><td>{esc(c['model'])}</td><td>{esc(c['init'])}</td>"
-                 f"<td>{esc(c['data'])}</td><td class=n>{esc(acc)}</td><td class=n>{c['seeds']}</td>"
-                 f"<td class=n>{_num(c['params_total'])}</td><td class=n>{_num(c['params_trainable'])}</td>"
-                 f"<td class=n>{_num(c['train_time_s'], '{:,.1f}')}</td><td class=n>{_num(c['images_per_s'])}</td>"
-                 f"<td class=n>{_num(c['peak_memory_mb'])}</td></tr>")
-    h.append("</table>")
-    with_pc = [(r, analyses[r.name]) for r in runs if analyses[r.name]["per_class"] is not None]
-    if with_pc:
-        classes = with_pc[0][0].classes
-        same = [(r, a) for r, a in with_pc if r.classes == classes][:12]
-        fig = plots.per_class_bars({r.name: a["per_class"] for r, a in same}, classes, "per-class test accuracy")
-        h.append(_img_html(Figure("per_class", _png(fig), "per-class accuracy of every run")))
-        h.append("<h3>Most-confused class pairs per run</h3><table id=pairs><tr><th>run</th><th>top pairs "
-                 "(mistakes both ways)</th></tr>")
-        for r, a in with_pc:
-            pairs = ", ".join(f"{p['a']} ↔ {p['b']} ({p['count']})" for p in a["pairs"][:3])
-            h.append(f"<tr><td>{esc(r.name)}</td><td>{esc(pairs)}</td></tr>")
-        h.append("</table>")
-    series = lowlabel_series(runs)
+def _group(run: Run) -> str:
+    recipe = str(run.summary.get("recipe"))
+    if recipe in findings.TRANSFER:
+        kind = findings.init_kind(run, {})
+        return f"{recipe} ({'pretrained' if kind == 'pretrained' else 'from a run' if kind == 'a run' else kind})"
+    return recipe
+
+
+def _overview_html(runs: list[Run]) -> list[str]:
+    points = [(r.name, _group(r), c, r.accuracy) for r in runs
+              if r.accuracy is not None and (c := findings.cost_s(r.summary))]
+    h = ["<section id=overview><h2>Accuracy against training time</h2>"]
+    if not points:
+        return h + ["<p class=missing>No complete run with a test accuracy and a training time.</p></section>"]
+    h.append(_img_html(Figure("overview", _png(plots.accuracy_vs_time(points, "every run: test accuracy (rotation "
+                                                                                "runs: rotation accuracy)")),
+                              "test accuracy against training time, every run")))
+    best = max(points, key=lambda p: p[3])
+    fast = min(points, key=lambda p: p[2])
+    h.append(f"<p class=finding>The most accurate run is {esc(best[0])} ({_pct(best[3])} in {best[2]:,.1f} s); the "
+             f"quickest is {esc(fast[0])} ({_pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs score the 4-way "
+             "pretext task, not the classes.</p></section>")
+    return h
+
+
+def _finding_chart(f: findings.Finding, runs: list[Run]) -> list[Figure]:
+    if f.key == "scratch":
+        hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}
+        return [Figure("scratch", _png(plots.validation_curves(dict(list(hist.items())[:8]), "accuracy per epoch")),
+                       "accuracy per epoch of the from-scratch runs")] if hist else []
+    metrics_ = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [("accuracy", "test")]
+    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metrics_ if a.values(m)} for a in f.arms}
+    groups = {k: v for k, v in groups.items() if v}
+    figs = [Figure(f.key, _png(plots.arm_bars(groups, f.title)), f"{f.title}: accuracy per arm")] if groups else []
+    series = findings.lowlabel_series(runs) if f.key == "rotation" else {}
     if series:
-        fig = plots.accuracy_vs_labels(series, "test accuracy vs labelled images per class")
-        h.append("<h3>Low-label curve</h3>" + _img_html(Figure("lowlabel", _png(fig), "accuracy vs labels")))
+        figs.append(Figure("lowlabel", _png(plots.accuracy_vs_labels(series, "test accuracy vs labelled images per "
+                                                                              "class")), "accuracy vs labels"))
+    return figs
+
+
+def _finding_html(f: findings.Finding, runs: list[Run]) -> list[str]:
+    h = [f'<section class=question id="q-{esc(f.key)}" data-question="{esc(f.key)}"><h2>{esc(f.title)}</h2>'
+         f"<p class=ask>{esc(f.question)}</p>"]
+    h += [_img_html(fig) for fig in _finding_chart(f, runs)]
+    metric_cols = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [
+        ("accuracy", "rotation acc" if f.key == "rotation" and not any(a.runs[0].summary.get("recipe") != "rotation"
+                                                                      for a in f.arms) else "test acc")]
+    h.append("<table class=arms><tr><th>arm</th>" + "".join(f"<th>{esc(lab)} (mean ± sd)</th>" for _, lab in
+                                                             metric_cols)
+             + "<th>seeds</th><th>trainable params</th><th>train s</th><th>runs</th></tr>")
+    for arm in f.arms:
+        cells = []
+        for m, _ in metric_cols:
+            mean, sd, n = arm.stat(m)
+            cells.append(f"<td class=n>{_pct(mean)}{f' ± {100 * sd:.2f}' if n > 1 else ''}</td>")
+        links = ", ".join(f'<a href="#run-{esc(r.name)}">{esc(r.name)}</a>' for r in arm.runs)
+        h.append(f"<tr><td>{esc(arm.label)}</td>{''.join(cells)}<td class=n>{len(arm.values())}</td>"
+                 f"<td class=n>{_num(arm.trainable)}</td><td class=n>{_num(arm.cost, '{:,.1f}')}</td>"
+                 f"<td>{links}</td></tr>")
+    h.append("</table>")
+    for sentence, data in zip(f.sentences, f.numbers):
+        attrs = ""
+        if data and "b_mean" in data:
+            attrs = f' data-a-mean="{data["a_mean"]:.6f}" data-b-mean="{data["b_mean"]:.6f}" data-metric="' \
+                    f'{esc(data["metric"])}"'
+        h.append(f"<p class=finding{attrs}>{esc(sentence)}</p>")
     h.append("</section>")
+    return h
+
+
+def _per_class_html(runs: list[Run], analyses: dict[str, Any]) -> list[str]:
+    h = ["<section id=per-class><h2>Per-class accuracy</h2>"]
+    with_pc = [(r, analyses[r.name]) for r in runs if analyses[r.name]["per_class"] is not None]
+    if not with_pc:
+        return h + ["<p class=missing>No run has test predictions.</p></section>"]
+    classes = with_pc[0][0].classes
+    same = [(r, a) for r, a in with_pc if r.classes == classes]
+    fig = plots.per_class_heatmap({r.name: a["per_class"] for r, a in same}, classes,
+                                  "per-class test accuracy (%), runs x classes")
+    h.append(_img_html(Figure("per_class", _png(fig), "per-class accuracy of every run")))
+    h.append("<h3>Most-confused class pairs per run</h3><table id=pairs><tr><th>run</th><th>top pairs "
+             "(mistakes both ways)</th></tr>")
+    for r, a in with_pc:
+        pairs = ", ".join(f"{p['a']} ↔ {p['b']} ({p['count']})" for p in a["pairs"][:3])
+        h.append(f"<tr><td>{esc(r.name)}</td><td>{esc(pairs)}</td></tr>")
+    h.append("</table></section>")
     return h
 
 
@@ -304,23 +390,27 @@ def _run_html(r: Run, a: dict[str, Any]) -> list[str]:
     return h
 
 
-def _markdown(runs: list[Run], analyses: dict[str, Any], out: Path, title: str) -> Path:
+def _markdown(runs: list[Run], analyses: dict[str, Any], answers: list[findings.Finding], out: Path, title: str
+              ) -> Path:
     files = out.with_name(out.stem + "_files")
     files.mkdir(parents=True, exist_ok=True)
 
     def md(x: Any) -> str:
         return esc(x).replace("|", "\\|")
 
-    lines = [f"# {md(title)}", "", "| " + " | ".join(label for _, label in SUMMARY_COLS) + " |",
-             "|" + "---|" * len(SUMMARY_COLS)]
+    lines = [f"# {md(title)}", ""]
+    for f in answers:
+        lines += [f"## {md(f.title)}", "", f"*{md(f.question)}*", "", "| arm | accuracy (mean ± sd) | seeds |",
+                  "|---|---|---|"]
+        for arm in f.arms:
+            m, sd, n = arm.stat()
+            lines.append(f"| {md(arm.label)} | {_pct(m)}{f' ± {100 * sd:.2f}' if n > 1 else ''} | {n} |")
+        lines += [""] + [md(sentence) for sentence in f.sentences] + [""]
+    lines += ["## All runs", "", "| " + " | ".join(label for _, label in SUMMARY_COLS) + " |",
+              "|" + "---|" * len(SUMMARY_COLS)]
     for r in runs:
         row = summary_row(r)
         lines.append("| " + " | ".join(md(_cell(k, row[k])) for k, _ in SUMMARY_COLS) + " |")
-    lines += ["", "## Comparison", "", "| recipe | model | init | data | test acc | seeds |",
-              "|---|---|---|---|---|---|"]
-    for c in comparison_rows(runs):
-        lines.append(f"| {md(c['recipe'])} | {md(c['model'])} | {md(c['init'])} | {md(c['data'])} | "
-                     f"{_pct(c['acc_mean'])} ± {100 * c['acc_std']:.2f} | {c['seeds']} |")
     for r in runs:
         lines += ["", f"## {md(r.name)}", ""]
         for f in analyses[r.name]["figures"]:

@@ -139,11 +139,26 @@ class Backbone(nn.Module):
     def frozen_blocks(self) -> list[str]:
         return [b for b in self.block_names() if b in self._frozen_blocks]
 
+    def set_norm_statistics(self, mode: str | None) -> None:
+        """Where the trunk's BatchNorms take their statistics from in training. ``"frozen"``: their running
+        statistics, in every block (their affine weights still train where their block does), so fine-tuning sees
+        the features the backbone was trained with. ``"train"``: each batch, in every block, frozen blocks included
+        (their running averages follow the new data; random-init frozen blocks then give normalised random
+        features, not the never-estimated statistics of initialisation). ``None``: batches in trainable blocks,
+        running statistics in frozen ones."""
+        self._norm_mode = mode
+        self.train(self.training)
+
     def train(self, mode: bool = True) -> Backbone:
         super().train(mode)
         if mode:
             for name in getattr(self, "_frozen_modules", []):
                 self.trunk.get_submodule(name).eval()
+            norm_mode = getattr(self, "_norm_mode", None)
+            if norm_mode is not None:
+                for m in self.trunk.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.train(norm_mode == "train")
         return self
 
     def param_counts(self) -> dict[str, int]:

@@ -45,7 +45,8 @@ def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], c
 
 
 def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: float,
-                 run_dir: RunDir, metrics_file: str = "linear_metrics.csv") -> tuple[nn.Module, FitResult]:
+                 run_dir: RunDir, metrics_file: str = "linear_metrics.csv", label_smoothing: float = 0.0
+                 ) -> tuple[nn.Module, FitResult]:
     """A linear head trained on cached frozen embeddings (selected on the validation split); its per-epoch
     metrics go to ``linear_metrics.csv``.
 
@@ -62,7 +63,7 @@ def linear_probe(p: Prepared, emb: Embedded, cfg: RunConfig, epochs: int, lr: fl
                    val_idx=emb.rows(p.fit.val_idx))
     opt = torch.optim.SGD(param_groups(head.named_parameters(), 0.0), lr=lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov and cfg.momentum > 0)
-    result = fit(head, FeatureClassification(), data, opt, spec, None, p.device, log=lambda m: None)
+    result = fit(head, FeatureClassification(label_smoothing), data, opt, spec, None, p.device, log=lambda m: None)
     _write_rows(run_dir, metrics_file, result.history)
     fold_scaler(head, mean, std)
     return head, result
@@ -95,9 +96,12 @@ def _write_rows(run_dir: RunDir, name: str, rows: list[dict[str, Any]]) -> None:
 def probe_head(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig, epochs: int, lr: float,
                run_dir: RunDir) -> nn.Linear:
     """A linear head fitted on frozen embeddings of the split's train images (selected on validation; the test
-    images are not touched): the starting head of LP-FT fine-tuning."""
+    images are not touched): the starting head of LP-FT fine-tuning. It trains with the run's label smoothing,
+    which bounds its logits: a head that fits its few training images with near-infinite confidence sends large
+    gradients into the backbone on the first augmented batches and undoes the probe."""
     used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
     emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp), None)
     check_finite(emb.train, "train/validation embeddings")
-    head, _ = linear_probe(p, emb, cfg, epochs, lr, run_dir, metrics_file="head_init_metrics.csv")
+    head, _ = linear_probe(p, emb, cfg, epochs, lr, run_dir, metrics_file="head_init_metrics.csv",
+                           label_smoothing=getattr(cfg, "label_smoothing", 0.0))
     return head

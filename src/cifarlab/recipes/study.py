@@ -6,6 +6,7 @@ Study file::
     [study]
     name = "quick"
     description = "..."
+    note = "..."             # shown at the top of the report (e.g. the budget, what the numbers are not)
 
     [defaults]               # keys applied to every run (a run's own keys win)
     per_class = 100
@@ -62,6 +63,9 @@ def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, An
     if unknown:
         raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: study, defaults, runs")
     meta, defaults, entries = doc.get("study", {}), doc.get("defaults", {}), doc.get("runs", [])
+    bad = sorted(set(meta) - {"name", "description", "note"})
+    if bad:
+        raise ConfigError(f"{path}: unknown key(s) {bad} in [study]; allowed: name, description, note")
     if not entries:
         raise ConfigError(f"{path}: no [[runs]] entries")
     planned = []
@@ -118,6 +122,9 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
     meta, planned = load_study(path, out, adjust)
     Path(out).mkdir(parents=True, exist_ok=True)
     study_name = meta.get("name", Path(path).stem)
+    # what the report says about the study as a whole (its budget, what its numbers are and are not)
+    write_json(Path(out) / "study.json", {"name": study_name, "file": str(path), **{
+        k: meta[k] for k in ("description", "note") if k in meta}})
     if gpus:
         failed = _run_parallel(planned, Path(out), gpus, study_name, log)
     else:
@@ -133,7 +140,7 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
     if report:
         from cifarlab.analysis.report import build
 
-        report_path = build(out, "html", Path(out) / "report.html", title=f"cifarlab study: {study_name}")
+        report_path = build(out, "html", Path(out) / "report.html")
         log(f"[study {study_name}] report: {report_path}")
     return failed, report_path
 

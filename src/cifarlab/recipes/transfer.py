@@ -8,6 +8,8 @@ A linear probe without augmentation embeds the images once and trains the head o
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import time
 from pathlib import Path
@@ -204,11 +206,18 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
     extra["augment"] = preset
     if regime == "linear" and preset == "none" and cfg.cache_embeddings:
         return {**_run_cached_linear(cfg, run_dir, p, model, augment), **extra, "embeddings": "cached"}
+    # auto: ImageNet (or other given) weights keep their statistics; random init and a cifarlab run's encoder (e.g.
+    # a rotation run's, whose statistics come from another task's inputs) re-estimate them
+    norm_stats = cfg.norm_stats if cfg.norm_stats != "auto" else (
+        "frozen" if not cfg.init and cfg.weights != "none" else "train")
+    if regime != "linear":
+        extra["norm_stats"] = norm_stats
+        model.set_norm_statistics(norm_stats)
     if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and run_dir.last_ckpt.is_file()):
         t0 = time.perf_counter()
-        # the probe sees the features fine-tuning starts from: trainable BatchNorm layers on batch statistics (in
-        # eval mode their running averages, e.g. ImageNet's, would give other features and a mismatched head)
-        with batch_statistics(model):
+        # the probe sees the features fine-tuning starts from: with frozen statistics, the running averages (e.g.
+        # ImageNet's); otherwise trainable BatchNorm layers on batch statistics
+        with (batch_statistics(model) if norm_stats == "train" else contextlib.nullcontext()):
             head = probe_head(p, lambda x: model.forward_features(augment.eval(x)), cfg, HEAD_INIT_EPOCHS,
                               HEAD_INIT_LR, run_dir)
         with torch.no_grad():
