@@ -146,8 +146,8 @@ class TransferConfig(RunConfig):
                          choices=("probe", "random"))
     norm_stats: str = opt("auto", "partial/finetune: BatchNorm layers keep the running statistics the backbone "
                                   "starts with (frozen; their affine weights still train) or re-estimate them from "
-                                  "each batch (train, frozen blocks included); auto = frozen from `weights` (e.g. ImageNet's), train "
-                                  "from random init or --init",
+                                  "each batch (train, frozen blocks included); auto = frozen from `weights` (e.g. "
+                                  "ImageNet's), train from random init or --init",
                           choices=("auto", "frozen", "train"))
     weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "

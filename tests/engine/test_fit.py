@@ -132,7 +132,7 @@ def test_batch_statistics_loss_is_finite_and_restores_the_training_mode():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("batch", [32, 64, 128, 512, 1024])
+@pytest.mark.parametrize("batch", [32, 64, 128, 512])  # above 512 the capped rule keeps 512's rate
 def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp_path, batch):
     """Product defaults, only the batch size set: the first-epoch validation loss stays within a small factor of
     chance (ln 10), or the run has recovered by epoch 2."""

@@ -1,4 +1,4 @@
-"""SIGKILL a training process at random moments (6 times in the suite; CIFARLAB_KILLS=20 for the longer harness);
+"""SIGKILL a training process at random moments (5 times in the suite; CIFARLAB_KILLS=20 for the longer harness);
 --resume always finishes the run, and the final weights and metrics equal an uninterrupted run's. Between kills no
 checkpoint is truncated and summary.json parses."""
 
@@ -14,7 +14,7 @@ import torch
 
 from cifarlab.engine import checkpoint
 
-KILLS = int(os.environ.get("CIFARLAB_KILLS", 6))
+KILLS = int(os.environ.get("CIFARLAB_KILLS", 5))
 ARGS = ["train", "--recipe", "scratch", "--model", "cnn_small", "--dataset", "synthetic:4:64:16", "--image-size",
         "16", "--epochs", "8", "--batch-size", "16", "--lr", "0.05", "--deterministic", "--progress", "off",
         "--set", "num_threads=1", "--set", "embed_samples=10"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -151,9 +152,9 @@ def arm_bars(groups: dict[str, dict[str, tuple[float, float]]], title: str = "",
         vals = [groups[lab].get(metric, (np.nan, 0.0)) for lab in labels]
         ax.barh(ys, [v[0] for v in vals], height, xerr=[v[1] for v in vals], capsize=3,
                 label=metric if len(series) > 1 else None)
-        for y, (m, _) in zip(ys, vals):
+        for y, (m, sd) in zip(ys, vals):
             if np.isfinite(m):
-                ax.text(m, y, f" {100 * m:.1f}%", va="center", fontsize=7)
+                ax.text(m + (sd if np.isfinite(sd) else 0), y, f"  {100 * m:.1f}%", va="center", fontsize=7)
     ax.set_yticks(np.arange(len(labels)) + 0.4 - height / 2, labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.08)
@@ -195,6 +196,10 @@ def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "
         for n, t, a in pts:
             ax.annotate(n, (t, a), fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.set_xscale("log")
+    # ticks at 1-2-5 steps labelled as plain numbers (the default "2x10^0 3x10^0 ..." minor labels overlap)
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training time, s (log; embedding and head probe included)")
     ax.set_ylabel("test accuracy")
     ax.grid(alpha=0.3, which="both")

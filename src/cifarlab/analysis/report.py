@@ -12,6 +12,7 @@ import pickle
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,30 +103,32 @@ def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> d
     return out
 
 
-def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None) -> dict[str, dict[str, Any]]:
+def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None,
+                meanwhile: Callable[[], Any] | None = None) -> dict[str, dict[str, Any]]:
     """``run_analysis`` of every run, spread over worker interpreters, one per core (matplotlib and t-SNE are
     single-threaded: on 2 cores this halves the report of a 24-run study). Workers are plain ``python -c``
     subprocesses, so no caller's main module is re-imported and no process that ran torch is forked. Runs a worker
-    could not analyse are analysed here."""
+    could not analyse are analysed here. ``meanwhile`` runs here while the workers work."""
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = min(workers, 8, len(runs) // 2)
+    workers = min(workers, 8, len(runs) // 4)  # a few runs: starting interpreters costs more than it saves
     out: dict[str, dict[str, Any]] = {}
-    if workers > 1:
+    with tempfile.TemporaryDirectory(prefix="cifarlab-report-") as tmp:
+        procs = []
         # one thread per worker: OpenMP threads spinning in several processes on the same cores were 2x slower
         env = {**os.environ, **{k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}}
-        with tempfile.TemporaryDirectory(prefix="cifarlab-report-") as tmp:
-            procs = []
-            for k in range(workers):
-                job = Path(tmp) / f"job{k}.pkl"
-                job.write_bytes(pickle.dumps(([str(r.path) for r in runs[k::workers]], embedding)))
-                procs.append((job, subprocess.Popen(
-                    [sys.executable, "-c", "from cifarlab.analysis.report import _worker; _worker()", str(job)],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)))
-            for job, proc in procs:
-                result = job.with_suffix(".out")
-                if proc.wait() == 0 and result.is_file():
-                    out.update(pickle.loads(result.read_bytes()))
+        for k in range(workers if workers > 1 else 0):
+            job = Path(tmp) / f"job{k}.pkl"
+            job.write_bytes(pickle.dumps(([str(r.path) for r in runs[k::workers]], embedding)))
+            procs.append((job, subprocess.Popen(
+                [sys.executable, "-c", "from cifarlab.analysis.report import _worker; _worker()", str(job)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)))
+        if meanwhile is not None:
+            meanwhile()
+        for job, proc in procs:
+            result = job.with_suffix(".out")
+            if proc.wait() == 0 and result.is_file():
+                out.update(pickle.loads(result.read_bytes()))
     return {r.name: out.get(r.name) or run_analysis(r, embedding) for r in runs}
 
 
@@ -211,22 +214,27 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     if not runs:
         raise CifarlabError(f"no run directories (with summary.json) under {root}")
     out = Path(out)
-    analyses = analyse_all(runs, embedding)
+    answers = findings.answer(runs)
+    charts: dict[str, list[Figure]] = {}
+
+    def draw_questions() -> None:  # while the per-run analyses are drawn in worker processes
+        charts.update({f.key: _finding_chart(f, runs) for f in answers}, overview=_overview_figures(runs))
+
+    analyses = analyse_all(runs, embedding, meanwhile=draw_questions if fmt == "html" else None)
     study = read_json(Path(root) / "study.json") if (Path(root) / "study.json").is_file() else {}
     title = title or (f"cifarlab study: {study['name']}" if study.get("name") else
                       f"cifarlab report: {Path(root).resolve().name}")
-    answers = findings.answer(runs)
     if fmt == "md":
         return _markdown(runs, analyses, answers, out, title)
-    return _html(runs, analyses, answers, out, title, root, study)
+    return _html(runs, analyses, answers, charts, out, title, root, study)
 
 
 def _img_html(fig: Figure) -> str:
     return f'<img alt="{esc(fig.alt)}" src="data:image/png;base64,{base64.b64encode(fig.png).decode()}">'
 
 
-def _html(runs: list[Run], analyses: dict[str, Any], answers: list[findings.Finding], out: Path, title: str,
-          root: str | Path, study: dict[str, Any]) -> Path:
+def _html(runs: list[Run], analyses: dict[str, Any], answers: list[findings.Finding],
+          charts: dict[str, list[Figure]], out: Path, title: str, root: str | Path, study: dict[str, Any]) -> Path:
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     h = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{esc(title)}</title>"
          f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>",
@@ -239,9 +247,9 @@ def _html(runs: list[Run], analyses: dict[str, Any], answers: list[findings.Find
     toc = [("overview", "Accuracy against training time")] + [(f"q-{f.key}", f.title) for f in answers] + [
         ("per-class", "Per-class accuracy"), ("all-runs", "All runs")]
     h.append("<nav><b>Contents:</b> " + " · ".join(f'<a href="#{a}">{esc(t)}</a>' for a, t in toc) + "</nav>")
-    h += _overview_html(runs)
+    h += _overview_html(runs, charts["overview"])
     for f in answers:
-        h += _finding_html(f, runs)
+        h += _finding_html(f, charts[f.key])
     h += _per_class_html(runs, analyses)
     h.append("<section id=all-runs><h2>All runs</h2><table id=summary><tr>")
     h += [f"<th>{esc(label)}</th>" for _, label in SUMMARY_COLS] + ["</tr>"]
@@ -278,20 +286,30 @@ def _group(run: Run) -> str:
     return recipe
 
 
-def _overview_html(runs: list[Run]) -> list[str]:
-    points = [(r.name, _group(r), c, r.accuracy) for r in runs
-              if r.accuracy is not None and (c := findings.cost_s(r.summary))]
+def _overview_points(runs: list[Run]) -> list[tuple[str, str, float, float]]:
+    return [(r.name, _group(r), c, r.accuracy) for r in runs
+            if r.accuracy is not None and (c := findings.cost_s(r.summary))]
+
+
+def _overview_figures(runs: list[Run]) -> list[Figure]:
+    points = _overview_points(runs)
+    return [Figure("overview", _png(plots.accuracy_vs_time(points, "every run: test accuracy (rotation runs: "
+                                                                   "rotation accuracy)")),
+                   "test accuracy against training time, every run")] if points else []
+
+
+def _overview_html(runs: list[Run], figures: list[Figure]) -> list[str]:
+    points = _overview_points(runs)
     h = ["<section id=overview><h2>Accuracy against training time</h2>"]
     if not points:
         return h + ["<p class=missing>No complete run with a test accuracy and a training time.</p></section>"]
-    h.append(_img_html(Figure("overview", _png(plots.accuracy_vs_time(points, "every run: test accuracy (rotation "
-                                                                                "runs: rotation accuracy)")),
-                              "test accuracy against training time, every run")))
-    best = max(points, key=lambda p: p[3])
-    fast = min(points, key=lambda p: p[2])
-    h.append(f"<p class=finding>The most accurate run is {esc(best[0])} ({_pct(best[3])} in {best[2]:,.1f} s); the "
-             f"quickest is {esc(fast[0])} ({_pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs score the 4-way "
-             "pretext task, not the classes.</p></section>")
+    h += [_img_html(f) for f in figures]
+    classifiers = [p for p in points if p[1] != "rotation"] or points  # a pretext score is not a class accuracy
+    best = max(classifiers, key=lambda p: p[3])
+    fast = min(classifiers, key=lambda p: p[2])
+    h.append(f"<p class=finding>The most accurate classifier is {esc(best[0])} ({_pct(best[3])} in {best[2]:,.1f} s); "
+             f"the quickest is {esc(fast[0])} ({_pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs are plotted with "
+             "their 4-way pretext accuracy, not a class accuracy.</p></section>")
     return h
 
 
@@ -311,10 +329,10 @@ def _finding_chart(f: findings.Finding, runs: list[Run]) -> list[Figure]:
     return figs
 
 
-def _finding_html(f: findings.Finding, runs: list[Run]) -> list[str]:
+def _finding_html(f: findings.Finding, figures: list[Figure]) -> list[str]:
     h = [f'<section class=question id="q-{esc(f.key)}" data-question="{esc(f.key)}"><h2>{esc(f.title)}</h2>'
          f"<p class=ask>{esc(f.question)}</p>"]
-    h += [_img_html(fig) for fig in _finding_chart(f, runs)]
+    h += [_img_html(fig) for fig in figures]
     metric_cols = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [
         ("accuracy", "rotation acc" if f.key == "rotation" and not any(a.runs[0].summary.get("recipe") != "rotation"
                                                                       for a in f.arms) else "test acc")]

@@ -7,11 +7,15 @@ import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from cifarlab.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where a checkpoint is written or read, so that run-directory reading (the report and its
+# worker processes) does not pay for importing it
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -31,6 +35,8 @@ def atomic_write_bytes(path: Path, write) -> None:
 
 
 def save(obj: dict[str, Any], path: str | Path) -> None:
+    import torch
+
     atomic_write_bytes(Path(path), lambda f: torch.save(obj, f))
 
 
@@ -41,6 +47,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint; anything that is not tensors and plain containers is refused."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist")

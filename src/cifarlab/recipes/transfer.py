@@ -9,7 +9,6 @@ A linear probe without augmentation embeds the images once and trains the head o
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import time
 from pathlib import Path
