@@ -86,6 +86,9 @@ class RunConfig:
     milestones: list = opt([0.5, 0.75], "multistep: fractions of training at which the lr is multiplied by gamma")
     gamma: float = opt(0.1, "multistep: lr factor at each milestone", lo=0.0, lo_open=True, hi=1.0)
     label_smoothing: float = opt(0.1, "cross-entropy label smoothing", lo=0.0, hi=0.99)
+    ema: float = opt(0.0, "exponential moving average of the weights (and BatchNorm statistics), decay per optimizer "
+                          "step, e.g. 0.999; validation, model selection, checkpoints' best.pt and the test use the "
+                          "averaged weights; 0 = off", lo=0.0, hi=0.99999)
     augment: str = opt("cropflip", "train augmentation preset", choices=("none", "flip", "cropflip", "autoaugment"))
     crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
     seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)

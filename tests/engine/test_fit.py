@@ -149,3 +149,50 @@ def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp
     chance = math.log(10)
     assert result.summary["status"] == "complete"
     assert val[0] < 3 * chance or val[1] < 3 * chance, val
+
+
+def _trajectory_and_ema(decay, tmp_path, name):
+    """A 1-epoch scratch run with weight EMA at ``decay``; returns the parameters after every optimizer step (a
+    hook registered before the loop's own) and the weights the run ended with."""
+    import cifarlab.engine.fit as fit_mod
+
+    steps: list[dict[str, torch.Tensor]] = []
+    original = fit_mod._weight_average
+
+    def recording(model, optimizer, d):
+        optimizer.register_step_post_hook(lambda *_: steps.append(
+            {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        return original(model, optimizer, d)
+
+    fit_mod._weight_average = recording
+    try:
+        result = api.train(_cfg(tmp_path, epochs=1, batch_size=16, ema=decay, name=name, deterministic=True))
+    finally:
+        fit_mod._weight_average = original
+    from cifarlab.engine import checkpoint
+
+    return steps, checkpoint.load(result.path / "checkpoints" / "best.pt")["model"], result
+
+
+def test_weight_ema_is_the_exponential_average_of_the_step_trajectory(tmp_path):
+    """The weights selected and saved as best are avg_1 = w_1, avg_t = d avg_(t-1) + (1 - d) w_t over the
+    parameters (and BatchNorm buffers) after every optimizer step, not the last step's weights."""
+    decay = 0.8
+    steps, best, result = _trajectory_and_ema(decay, tmp_path, "ema")
+    assert len(steps) > 3
+    expected = {k: v.float().clone() for k, v in steps[0].items()}
+    for w in steps[1:]:
+        for k, v in w.items():
+            if v.is_floating_point():
+                expected[k].mul_(decay).add_(v.float(), alpha=1 - decay)
+    for k, v in best.items():
+        if v.is_floating_point():
+            assert torch.allclose(v.float(), expected[k], rtol=1e-4, atol=1e-6), k
+    assert not all(torch.equal(best[k], steps[-1][k]) for k in best if best[k].is_floating_point())
+    assert result.summary["status"] == "complete"
+
+
+def test_weight_ema_off_keeps_the_last_step_weights(tmp_path):
+    steps, best, _ = _trajectory_and_ema(0.0, tmp_path, "plain")
+    for k, v in best.items():
+        assert torch.equal(v, steps[-1][k]), k

@@ -78,18 +78,43 @@ def test_discriminative_learning_rates():
     assert len(scale_of) == sum(1 for p in model.parameters() if p.requires_grad)  # nothing left out
 
 
+def _trained_weights(tmp_path):
+    """A "pretrained" weights file: the trunk of a short scratch run (its BatchNorm statistics match its weights, as
+    real pretrained weights' do; a fresh model's mean-0/variance-1 statistics would not)."""
+    scratch = {k: v for k, v in BASE.items() if k != "weights"}
+    source = api.train(api.make_config("scratch", overrides={**scratch, "out": str(tmp_path / "runs"), "name": "src",
+                                                             "epochs": 1}))
+    model = checkpoint.load(source.path / "checkpoints" / "best.pt")["model"]
+    state = {k.removeprefix("trunk."): v for k, v in model.items() if k.startswith("trunk.")}
+    torch.save(state, tmp_path / "w.pt")
+    return state, tmp_path / "w.pt"
+
+
 def test_partial_regime_trains_only_the_last_block_and_head(tmp_path):
-    torch.manual_seed(0)
-    state = create_model("cnn_small", num_classes=0, weights="none").trunk.state_dict()
-    weights = tmp_path / "w.pt"
-    torch.save(state, weights)
-    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"),
+    """From given weights (norm_stats=auto -> frozen): the last block's weights move; its BatchNorm statistics and
+    everything in the frozen blocks stay as loaded."""
+    state, weights = _trained_weights(tmp_path)
+    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"), "lr": 0.01,
                                                           "weights": str(weights), "augment": "flip"}))
-    assert run.summary["trainable_blocks"] == ["block4"]
+    assert run.summary["trainable_blocks"] == ["block4"] and run.summary["norm_stats"] == "frozen"
     after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
     for k, v in state.items():
         moved = not torch.equal(after[f"trunk.{k}"], v)
-        assert moved == k.startswith("3."), k  # block4 is trunk index 3; BatchNorm statistics of frozen blocks too
+        statistic = "running_" in k or "num_batches" in k
+        assert moved == (k.startswith("3.") and not statistic), k  # block4 is trunk index 3
+
+
+def test_partial_from_random_init_re_estimates_every_batchnorm(tmp_path):
+    """From random init (norm_stats=auto -> train) the frozen blocks' weights stay, but their BatchNorm statistics
+    follow the data (a random-init frozen block would otherwise normalise with mean 0, variance 1)."""
+    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"), "init": "random",
+                                                          "epochs": 1}))
+    assert run.summary["norm_stats"] == "train"
+    after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
+    fresh = create_model("cnn_small", num_classes=0, weights="none").trunk.state_dict()
+    for k, v in fresh.items():
+        if "running_mean" in k:
+            assert not torch.equal(after[f"trunk.{k}"], v), k  # every block's statistics moved off the init
 
 
 def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):

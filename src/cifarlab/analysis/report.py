@@ -332,7 +332,10 @@ def _finding_chart(f: findings.Finding, runs: list[Run]) -> list[Figure]:
 def _finding_html(f: findings.Finding, figures: list[Figure]) -> list[str]:
     h = [f'<section class=question id="q-{esc(f.key)}" data-question="{esc(f.key)}"><h2>{esc(f.title)}</h2>'
          f"<p class=ask>{esc(f.question)}</p>"]
-    h += [_img_html(fig) for fig in figures]
+    for fig in figures:
+        if fig.name == "lowlabel":
+            h.append("<h3>Low-label curve</h3>")
+        h.append(_img_html(fig))
     metric_cols = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [
         ("accuracy", "rotation acc" if f.key == "rotation" and not any(a.runs[0].summary.get("recipe") != "rotation"
                                                                       for a in f.arms) else "test acc")]

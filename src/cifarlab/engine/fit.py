@@ -71,6 +71,7 @@ class FitSpec:
     eval_batch_size: int = 1024
     max_steps_per_epoch: int = 0
     divergence_factor: float = 10.0
+    ema: float = 0.0
     resume: bool = False
     progress: str = "off"
 
@@ -219,7 +220,9 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         train_fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
 
     result = FitResult(peak_lr=lr, lr_rule=rule, batch_size=batch_size)
-    start_epoch, step = _restore(model, optimizer, spec, run, device, result, log) if spec.resume else (0, 0)
+    ema = _weight_average(model, optimizer, spec.ema)
+    eval_model = ema.module if ema is not None else model  # what is validated, selected, saved as best and tested
+    start_epoch, step = _restore(model, optimizer, spec, run, device, result, log, ema) if spec.resume else (0, 0)
     if run is not None:
         run.update_summary(peak_lr=lr, lr_rule=rule, batch_size=batch_size, warmup_steps=warmup)
     if start_epoch < spec.epochs:
@@ -232,15 +235,15 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         row, times, step = train_one_epoch(train_fwd, task, data, optimizer, spec, device, epoch, step, batch_size,
                                            steps_per_epoch, total_steps, warmup, lr, result)
         if len(data.val_idx):  # the eager module: evaluation shapes never trigger a recompilation
-            val = evaluate(model, task, data.x[data.val_idx], data.y[data.val_idx], spec.eval_batch_size, device,
-                           spec.amp)
+            val = evaluate(eval_model, task, data.x[data.val_idx], data.y[data.val_idx], spec.eval_batch_size,
+                           device, spec.amp)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
         row.update(times, wall_time_s=round(time.perf_counter() - t0, 4))
-        _check_divergence(row, model, task, data, spec, device, chance, lr, batch_size, result, log)
+        _check_divergence(row, eval_model, task, data, spec, device, chance, lr, batch_size, result, log)
         result.history.append(row)
         is_best = _select(row, task, result, len(data.val_idx) > 0)
         if is_best:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
         if d.is_main:
             log(_epoch_line(row, spec.epochs, is_best and len(data.val_idx) > 0))
         writer = writer or _tensorboard(run)
@@ -249,17 +252,21 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
                 if k != "epoch" and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, epoch)
         if run is not None and d.is_main:
-            _save(run, model, optimizer, epoch, step, row, is_best, device, result)
+            _save(run, model, optimizer, epoch, step, row, is_best, device, result, ema)
         distributed.barrier()  # no rank runs ahead of the checkpoint on disk
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     if writer is not None:
         writer.close()
 
+    if ema is not None:
+        ema.remove_hook()
     if best_state is not None:
         model.load_state_dict(best_state)
     elif run is not None and run.best_ckpt.is_file():  # resumed after the last epoch finished
         model.load_state_dict(checkpoint.load(run.best_ckpt, map_location=device)["model"])
+    elif ema is not None:  # no validation split: the averaged weights of the last epoch
+        model.load_state_dict(ema.module.state_dict())
     result.train_time_s = sum(r["train_time_s"] for r in result.history)
     result.epochs_wall_s = sum(r["wall_time_s"] for r in result.history)
     images = sum(r["images_per_s"] * r["train_time_s"] for r in result.history)
@@ -399,8 +406,30 @@ def _select(row: dict[str, Any], task: Task, result: FitResult, has_val: bool) -
     return False
 
 
+class WeightAverage(torch.optim.swa_utils.AveragedModel):
+    """torch's ``AveragedModel`` with an EMA of parameters and buffers, updated by a hook after every optimizer step
+    (so the loop's step stays one line, whatever runs it). The first update copies the weights; after that
+    ``avg = decay * avg + (1 - decay) * weights``."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, decay: float) -> None:
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.module.requires_grad_(False)
+        source = model
+        self._hook = optimizer.register_step_post_hook(lambda *_: self.update_parameters(source))
+
+    def remove_hook(self) -> None:
+        self._hook.remove()
+
+
+def _weight_average(model: nn.Module, optimizer: torch.optim.Optimizer, decay: float) -> WeightAverage | None:
+    return WeightAverage(model, optimizer, decay) if decay > 0 else None
+
+
 def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, spec: FitSpec, run: RunDir | None,
-             device: torch.device, result: FitResult, log: Callable[[str], None]) -> tuple[int, int]:
+             device: torch.device, result: FitResult, log: Callable[[str], None],
+             ema: WeightAverage | None = None) -> tuple[int, int]:
     """Load the last checkpoint of ``run`` (if any) into the model, optimizer, RNG state and ``result``;
     returns (epochs done, steps done)."""
     if run is None or not run.last_ckpt.is_file():
@@ -409,6 +438,8 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, spec: FitSpec, 
     try:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{run.last_ckpt} does not match this run's model/optimizer ({exc})") from None
     torch.set_rng_state(ckpt["torch_rng"].cpu())
@@ -421,10 +452,13 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, spec: FitSpec, 
 
 
 def _save(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, step: int,
-          row: dict[str, Any], is_best: bool, device: torch.device, result: FitResult) -> None:
+          row: dict[str, Any], is_best: bool, device: torch.device, result: FitResult,
+          ema: WeightAverage | None = None) -> None:
     if is_best:
-        checkpoint.save({"model": model.state_dict(), "epoch": epoch, "value": result.best_value}, run.best_ckpt)
+        best = ema.module if ema is not None else model
+        checkpoint.save({"model": best.state_dict(), "epoch": epoch, "value": result.best_value}, run.best_ckpt)
     checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     **({"ema": ema.state_dict()} if ema is not None else {}),
                      "step": step, "torch_rng": torch.get_rng_state(),
                      **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                      "history": result.history, "best_epoch": result.best_epoch,
