@@ -165,3 +165,14 @@ def test_markdown_report_has_the_questions_and_their_sentences(study_dir, tmp_pa
                   "## Rotation pretraining"):
         assert title in text
     assert "rotation pretraining beats random init by" in text
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_not_averaged_as_seeds(tmp_path):
+    """Two learning rates are two arms, each labelled with its rate, and no sentence averages them together."""
+    for lr, accs in ((0.1, (0.40, 0.42)), (0.01, (0.30, 0.31))):
+        for s, a in enumerate(accs):
+            _run(tmp_path, f"lr{lr}-s{s}", "scratch", acc=a, seed=s, lr=lr)
+    (f,) = findings.answer(find_runs(tmp_path))
+    assert sorted(a.label for a in f.arms) == ["cnn_small, all (lr=0.01)", "cnn_small, all (lr=0.1)"]
+    assert [a.stat()[2] for a in f.arms] == [2, 2]
+    assert f.sentences == []  # the question's sentence would have averaged two configurations

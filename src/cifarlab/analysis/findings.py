@@ -8,6 +8,7 @@ called "within the seed spread"."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -107,6 +108,35 @@ def _arms(runs: list[Run], key) -> dict[tuple, list[Run]]:
     return dict(groups)
 
 
+# config keys that do not change what a run measures: runs equal in everything else are seeds of one arm
+NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress", "data_root", "num_threads",
+                 "embed_samples", "eval_batch_size"}
+
+
+def _variant(run: Run) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in run.config.get("config", {}).items()
+                        if k not in NOT_A_VARIANT))
+
+
+def seed_arms(label: str, runs: list[Run], metric: str = "accuracy") -> list[Arm]:
+    """One arm per configuration: runs that differ only by seed are averaged; runs that differ in anything else
+    (a swept lr, another epoch budget) are separate arms, labelled with the keys that differ."""
+    variants = _arms(runs, _variant)
+    if len(variants) == 1:
+        return [Arm(label, runs, metric)]
+    differ = sorted({k for v in variants for k, val in v if len({dict(w).get(k) for w in variants}) > 1})
+    return [Arm(f"{label} ({', '.join(f'{k}={json.loads(dict(v)[k])}' for k in differ if k in dict(v))})", group,
+                metric) for v, group in variants.items()]
+
+
+def _single(f: Finding, label: str, runs: list[Run], metric: str = "accuracy") -> Arm | None:
+    """Add the arms of ``runs`` to the finding's table; the arm to compare, or None when the runs hold several
+    configurations (a sentence would then average unlike runs)."""
+    arms = seed_arms(label, runs, metric)
+    f.arms += arms
+    return arms[0] if len(arms) == 1 else None
+
+
 def _data(run: Run) -> str:
     pc, frac = run.key("per_class", 0), run.key("train_fraction", 1.0)
     return f"{pc}/class" if pc else ("all" if frac >= 1 else f"{frac:g} of train")
@@ -130,11 +160,10 @@ def scratch(runs: list[Run]) -> Finding | None:
         return None
     f = Finding("scratch", "From scratch", "How far does a network trained from random weights get, and how fast?")
     for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
-        arm = Arm(f"{model}, {data}", group)
-        f.arms.append(arm)
-        m, sd, n = arm.stat()
-        if n == 0:
+        arm = _single(f, f"{model}, {data}", group)
+        if arm is None or arm.stat()[2] == 0:
             continue
+        m, sd, n = arm.stat()
         chance = 1 / max(len(group[0].classes), 1)
         spread = f" ± {100 * sd:.2f}" if n > 1 else ""
         epochs = group[0].summary.get("epochs")
@@ -154,8 +183,8 @@ def transfer(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
                 "or full fine-tuning: how much accuracy does each buy, for how many trainable parameters and seconds?")
     for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
         regimes = _arms(group, lambda r: r.summary.get("recipe"))
-        arms = {k: Arm(f"{model}, {REGIME_WORDS[k]}, {data}", regimes[k]) for k in TRANSFER if k in regimes}
-        f.arms += arms.values()
+        arms = {k: _single(f, f"{model}, {REGIME_WORDS[k]}, {data}", regimes[k]) for k in TRANSFER if k in regimes}
+        arms = {k: a for k, a in arms.items() if a is not None}
         base = arms.get("linear")
         for k in ("partial", "finetune"):
             if base and k in arms and arms[k].values() and base.values():
@@ -187,8 +216,8 @@ def contrastive(runs: list[Run]) -> Finding | None:
              "control": "the random-init encoder"}
     for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
         kinds = _arms(group, label)
-        arms = {k: Arm(f"{model}, {words[k]}, {data}", kinds[k], "linear_acc") for k in words if k in kinds}
-        f.arms += arms.values()
+        arms = {k: _single(f, f"{model}, {words[k]}, {data}", kinds[k], "linear_acc") for k in words if k in kinds}
+        arms = {k: a for k, a in arms.items() if a is not None}
         for a, b in (("supcon", "control"), ("simclr", "control"), ("supcon", "supcon_ce"), ("simclr", "supcon_ce")):
             if a in arms and b in arms and arms[a].values() and arms[b].values():
                 for metric, what in (("linear_acc", "in linear-probe accuracy"), ("knn_acc", "in kNN accuracy")):
@@ -209,9 +238,8 @@ def rotation(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
     f = Finding("rotation", "Rotation pretraining", "Does label-free rotation prediction give a better starting point "
                 "than random weights, for the last block and for full fine-tuning, and at how many labels?")
     for model, group in _arms(pretext, lambda r: r.summary.get("model")).items():
-        arm = Arm(f"{model}, rotation pretext", group)
-        f.arms.append(arm)
-        m, sd, n = arm.stat()
+        arm = _single(f, f"{model}, rotation pretext", group)
+        m, sd, n = arm.stat() if arm is not None else (0.0, 0.0, 0)
         if n:
             f.add(f"The rotation pretext task on {model} reaches {100 * m:.2f}%"
                                f"{f' ± {100 * sd:.2f}' if n > 1 else ''} rotation accuracy on the test images "
@@ -219,9 +247,9 @@ def rotation(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
     key = (lambda r: (r.summary.get("model"), r.summary.get("recipe"), _data(r)))
     for (model, recipe, data), group in _arms(tuned, key).items():
         kinds = _arms(group, lambda r: init_kind(r, by_name))
-        arms = {k: Arm(f"{model}, {REGIME_WORDS[recipe]}, {k} init, {data}", kinds[k]) for k in ("rotation", "random")
-                if k in kinds}
-        f.arms += arms.values()
+        arms = {k: _single(f, f"{model}, {REGIME_WORDS[recipe]}, {k} init, {data}", kinds[k])
+                for k in ("rotation", "random") if k in kinds}
+        arms = {k: a for k, a in arms.items() if a is not None}
         if len(arms) == 2 and arms["rotation"].values() and arms["random"].values():
             text, nums = compare(arms["rotation"], arms["random"], f"with {REGIME_WORDS[recipe]} trained on {data} "
                                  f"({model}), rotation pretraining", "random init")
