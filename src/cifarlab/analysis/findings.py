@@ -137,7 +137,8 @@ def _single(f: Finding, label: str, runs: list[Run], metric: str = "accuracy") -
     return arms[0] if len(arms) == 1 else None
 
 
-def _data(run: Run) -> str:
+def data_budget(run: Run) -> str:
+    """'100/class', 'all' or '0.04 of train': the labelled training data a run had."""
     pc, frac = run.key("per_class", 0), run.key("train_fraction", 1.0)
     return f"{pc}/class" if pc else ("all" if frac >= 1 else f"{frac:g} of train")
 
@@ -159,7 +160,7 @@ def scratch(runs: list[Run]) -> Finding | None:
     if not found:
         return None
     f = Finding("scratch", "From scratch", "How far does a network trained from random weights get, and how fast?")
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
+    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
         arm = _single(f, f"{model}, {data}", group)
         if arm is None or arm.stat()[2] == 0:
             continue
@@ -181,7 +182,7 @@ def transfer(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
         return None
     f = Finding("transfer", "Transfer from ImageNet", "For each pretrained backbone: the linear probe, the last block "
                 "or full fine-tuning: how much accuracy does each buy, for how many trainable parameters and seconds?")
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
+    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
         regimes = _arms(group, lambda r: r.summary.get("recipe"))
         arms = {k: _single(f, f"{model}, {REGIME_WORDS[k]}, {data}", regimes[k]) for k in TRANSFER if k in regimes}
         arms = {k: a for k, a in arms.items() if a is not None}
@@ -214,7 +215,7 @@ def contrastive(runs: list[Run]) -> Finding | None:
 
     words = {"supcon": "SupCon", "simclr": "SimCLR", "supcon_ce": "the cross-entropy baseline",
              "control": "the random-init encoder"}
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), _data(r))).items():
+    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
         kinds = _arms(group, label)
         arms = {k: _single(f, f"{model}, {words[k]}, {data}", kinds[k], "linear_acc") for k in words if k in kinds}
         arms = {k: a for k, a in arms.items() if a is not None}
@@ -244,7 +245,7 @@ def rotation(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
             f.add(f"The rotation pretext task on {model} reaches {100 * m:.2f}%"
                                f"{f' ± {100 * sd:.2f}' if n > 1 else ''} rotation accuracy on the test images "
                   f"(chance 25%).", {"a": arm.label, "metric": "accuracy", "a_mean": m, "chance": 0.25})
-    key = (lambda r: (r.summary.get("model"), r.summary.get("recipe"), _data(r)))
+    key = (lambda r: (r.summary.get("model"), r.summary.get("recipe"), data_budget(r)))
     for (model, recipe, data), group in _arms(tuned, key).items():
         kinds = _arms(group, lambda r: init_kind(r, by_name))
         arms = {k: _single(f, f"{model}, {REGIME_WORDS[recipe]}, {k} init, {data}", kinds[k])

@@ -37,11 +37,6 @@ def _num(x: Any, fmt: str = "{:,.0f}") -> str:
     return fmt.format(x) if isinstance(x, (int, float)) and np.isfinite(x) else "–"
 
 
-def _data_budget(run: Run) -> str:
-    pc, frac = run.key("per_class", 0), run.key("train_fraction", 1.0)
-    return f"{pc}/class" if pc else ("all" if frac >= 1 else f"{frac:g} of train")
-
-
 def _init(run: Run) -> str:
     init = run.key("init") or ""
     if init:
@@ -53,7 +48,7 @@ def _init(run: Run) -> str:
 def summary_row(run: Run) -> dict[str, Any]:
     s = run.summary
     return {"run": run.name, "recipe": s.get("recipe"), "model": s.get("model"), "init": _init(run),
-            "data": _data_budget(run), "seed": run.key("seed"), "status": run.status, "accuracy": run.accuracy,
+            "data": findings.data_budget(run), "seed": run.key("seed"), "status": run.status, "accuracy": run.accuracy,
             "linear_acc": s.get("linear_acc"), "knn_acc": s.get("knn_acc"), "params_total": s.get("params_total"),
             "params_trainable": s.get("params_trainable"), "train_time_s": s.get("train_time_s"),
             "images_per_s": s.get("images_per_s"), "peak_memory_mb": s.get("peak_memory_mb"),
@@ -313,13 +308,20 @@ def _overview_html(runs: list[Run], figures: list[Figure]) -> list[str]:
     return h
 
 
+def _metric_columns(f: findings.Finding) -> list[tuple[str, str]]:
+    """(metric, label) shown for a question's arms: linear probe and kNN for contrastive encoders, else accuracy."""
+    if f.key == "supcon":
+        return [("linear_acc", "linear probe"), ("knn_acc", "kNN")]
+    pretext_only = f.key == "rotation" and all(a.runs[0].summary.get("recipe") == "rotation" for a in f.arms)
+    return [("accuracy", "rotation acc" if pretext_only else "test acc")]
+
+
 def _finding_chart(f: findings.Finding, runs: list[Run]) -> list[Figure]:
     if f.key == "scratch":
         hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}
         return [Figure("scratch", _png(plots.validation_curves(dict(list(hist.items())[:8]), "accuracy per epoch")),
                        "accuracy per epoch of the from-scratch runs")] if hist else []
-    metrics_ = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [("accuracy", "test")]
-    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metrics_ if a.values(m)} for a in f.arms}
+    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in _metric_columns(f) if a.values(m)} for a in f.arms}
     groups = {k: v for k, v in groups.items() if v}
     figs = [Figure(f.key, _png(plots.arm_bars(groups, f.title)), f"{f.title}: accuracy per arm")] if groups else []
     series = findings.lowlabel_series(runs) if f.key == "rotation" else {}
@@ -336,9 +338,7 @@ def _finding_html(f: findings.Finding, figures: list[Figure]) -> list[str]:
         if fig.name == "lowlabel":
             h.append("<h3>Low-label curve</h3>")
         h.append(_img_html(fig))
-    metric_cols = [("linear_acc", "linear probe"), ("knn_acc", "kNN")] if f.key == "supcon" else [
-        ("accuracy", "rotation acc" if f.key == "rotation" and not any(a.runs[0].summary.get("recipe") != "rotation"
-                                                                      for a in f.arms) else "test acc")]
+    metric_cols = _metric_columns(f)
     h.append("<table class=arms><tr><th>arm</th>" + "".join(f"<th>{esc(lab)} (mean ± sd)</th>" for _, lab in
                                                              metric_cols)
              + "<th>seeds</th><th>trainable params</th><th>train s</th><th>runs</th></tr>")
