@@ -3,13 +3,13 @@
 # deadline, so a lent session (15 minutes of device time) spends its minutes measuring. Run on the device machine
 # in the repository root (the device tool's `run`), with PYTHONPATH-only installs (nothing is pip-installed there):
 #
-#   part1  (carry gpu-data/cifar10-webp-1.tar.gz):  TOTAL=200 bash benchmarks/gpu_check.sh part1
-#          unpacks the first half of the data, then the ResNet18 hot loops on synthetic data (eager / compile /
-#          CUDA graphs / fused or foreach SGD / cuDNN autotuning) and start-up + first epoch through `train`
+#   part1  (carry gpu-data/cifar10-webp-1.tar.gz):  TOTAL=150 bash benchmarks/gpu_check.sh part1
+#          unpacks the first half of the data, then the ResNet18 hot loops on synthetic data (eager, CUDA graphs)
+#          and start-up + first epoch of scratch, rotation and supcon through `train`
 #   part2  (at once after part1, on the same warm machine; carry gpu-data/cifar10-webp-2.tar.gz and .gpu):
-#          TOTAL=430 bash benchmarks/gpu_check.sh part2
-#          real CIFAR-10 with product defaults (benchmarks/gpu_full_steps.sh): every regime's headline run, time
-#          to accuracy, lr against batch size, the lite0 embedding and fine-tuning loops
+#          TOTAL=520 bash benchmarks/gpu_check.sh part2
+#          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch, lite0 linear and
+#          fine-tune with product defaults), then waves of accuracy-only runs sharing the GPU (recipe ablations)
 # EXTRA="--epochs 1 ..." appends flags to every train command (a CPU smoke run of this script).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
@@ -26,7 +26,7 @@ START=$(date +%s)
 TOTAL=${TOTAL:-450}  # seconds for the whole mode
 RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}
 
-step() {  # step NAME LIMIT_S COMMAND...: run with min(LIMIT, time left), log to $OUT/NAME.log, print its tail
+step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LIMIT, time left), log to $LOG/NAME.log
   local name=$1 limit=$2; shift 2
   local left=$(( TOTAL - ($(date +%s) - START) ))
   (( left < limit )) && limit=$left
@@ -37,6 +37,26 @@ step() {  # step NAME LIMIT_S COMMAND...: run with min(LIMIT, time left), log to
   grep -E "^(scratch|supcon|rotation|embed|finetune|ratio)|failed|Error|error:" "$LOG/$name.log" | tail -12
 }
 
+# A wave: accuracy runs that share the GPU at once (it is far from full with one ResNet18 run), so their timings
+# overlap and are NOT speed figures; only `step` runs time anything. wave_add NAME COMMAND... queues a run (a
+# command string for `bash -c`, so `a && b` chains), wave_run LIMIT starts them all and waits for the last.
+WAVE=()
+wave_add() { WAVE+=("$1" "$2"); }
+wave_run() {
+  local limit=$1 left=$(( TOTAL - ($(date +%s) - START) )) t0=$(date +%s) i
+  (( left < limit )) && limit=$left
+  if (( limit < 20 )); then echo "== wave of $(( ${#WAVE[@]} / 2 )): skipped (deadline)"; WAVE=(); return; fi
+  for (( i = 0; i < ${#WAVE[@]}; i += 2 )); do
+    OMP_NUM_THREADS=2 timeout "$limit" bash -c "${WAVE[i+1]}" >"$LOG/${WAVE[i]}.log" 2>&1 &
+  done
+  wait
+  echo "== wave of $(( ${#WAVE[@]} / 2 )) runs at once: $(( $(date +%s) - t0 )) s"
+  for (( i = 0; i < ${#WAVE[@]}; i += 2 )); do
+    grep -E "failed|Error|error:" "$LOG/${WAVE[i]}.log" | tail -3 | sed "s/^/${WAVE[i]}: /"
+  done
+  WAVE=()
+}
+
 summarize() { python3 benchmarks/summarize_runs.py "$@" 2>&1 | tee -a "$LOG/summary.txt"; }
 
 case $MODE in
@@ -45,17 +65,13 @@ part1)  # carry gpu-data/cifar10-webp-1.tar.gz: unpack it, then the hot loops th
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
   python3 -c "import torch, torchvision, sys; print(sys.version.split()[0], torch.__version__, torchvision.__version__)" | tee -a "$LOG/gpu.txt"
   SYN="--dataset synthetic:10:5000:100 --data-root $DATA --steps 20 --repeats 3 --no-notebook"
-  step b-scratch-eager 50 $CL bench $SYN --loops scratch --variants eager,foreach,nobenchmark --batch-sizes 512,1024,2048
-  # compile: cold, then the same shape again in the same process (what the next run of a study pays), then a new batch
-  step b-scratch-compile 100 $CL bench $SYN --loops scratch --variants compile --batch-sizes 1024,1024,2048
-  step b-scratch-graphs 60 $CL bench $SYN --loops scratch --variants cudagraphs --batch-sizes 1024
-  step b-contrastive 50 $CL bench $SYN --loops supcon,rotation --variants eager --batch-sizes 256,512
-  step b-notebook 40 $CL bench $SYN --loops scratch --batch-sizes 512 --notebook --workers 12 --variants eager --steps 10
-  # start-up and first epoch through `train` (synthetic 32 px data, product defaults)
+  step b-scratch-eager 40 $CL bench $SYN --loops scratch --variants eager --batch-sizes 512,1024,2048
+  step b-scratch-graphs 45 $CL bench $SYN --loops scratch --variants cudagraphs --batch-sizes 1024,2048
+  # start-up and first epoch through `train` (synthetic 32 px data, product defaults), alone on the GPU
   S="--dataset synthetic:10:5000:1000 --data-root $DATA --out $RUNS --progress off $EXTRA"
-  step t-scratch 40 $CL train --recipe scratch $S --epochs 4 --name t-scratch
-  step t-rotation 40 $CL train --recipe rotation $S --epochs 3 --name t-rotation
-  step t-supcon 40 $CL train --recipe supcon $S --epochs 3 --set linear_epochs=5 --name t-supcon
+  step t-scratch 30 $CL train --recipe scratch $S --epochs 4 --name t-scratch
+  step t-rotation 30 $CL train --recipe rotation $S --epochs 3 --name t-rotation
+  step t-supcon 30 $CL train --recipe supcon $S --epochs 3 --set linear_epochs=5 --name t-supcon
   summarize $RUNS
   ;;
 part2)  # at once after part1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu: real CIFAR-10, product defaults

@@ -91,6 +91,8 @@ class RunConfig:
                           "averaged weights; 0 = off", lo=0.0, hi=0.99999)
     augment: str = opt("cropflip", "train augmentation preset", choices=("none", "flip", "cropflip", "autoaugment"))
     crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
+    cutout: int = opt(0, "cutout: zero a square of this many pixels per side at a random place in each training "
+                         "image (after crop/flip, at the data's resolution); 0 = off", lo=0, hi=1024)
     seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps")
     amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",

@@ -5,6 +5,7 @@ from cifarlab.data.augment import (
     ContrastiveViews,
     color_jitter,
     crop_flip,
+    cutout,
     normalize,
     random_crop,
     random_flip,
@@ -115,3 +116,35 @@ def test_translate_moves_pixels_and_reflects_the_border():
     assert torch.equal(y[:, :, 0, :5], x[:, :, 2, 1:]) and torch.equal(y[:, :, 1, :5], x[:, :, 1, 1:])  # rows 2, 1
     assert torch.equal(y[:, :, 2:, 5], x[:, :, :3, 4])  # column 6 reflects to 4
     assert torch.equal(translate(x, 0, 0), x)
+
+
+def test_cutout_zeroes_one_clipped_square_per_image_at_varying_places():
+    b, h, w, size = 512, 12, 12, 4
+    x = torch.rand(b, 3, h, w) + 1.0  # no zeros before
+    y = cutout(x, _gen(), size)
+    zero = y == 0
+    assert (zero.all(1) | ~zero.any(1)).all()  # every channel of a pixel together
+    kept = ~zero[:, 0]
+    assert torch.equal(y[:, 0][kept], x[:, 0][kept])
+    corners = set()
+    for i in range(b):
+        rows = zero[i, 0].any(1).nonzero().flatten()
+        cols = zero[i, 0].any(0).nonzero().flatten()
+        assert 1 <= len(rows) <= size and 1 <= len(cols) <= size
+        assert zero[i, 0].sum() == len(rows) * len(cols)  # one axis-aligned rectangle
+        assert torch.equal(rows, torch.arange(rows[0], rows[-1] + 1))  # contiguous
+        full = len(rows) == size and len(cols) == size
+        inner = 0 < rows[0] and rows[-1] < h - 1 and 0 < cols[0] and cols[-1] < w - 1
+        assert full or not inner  # only squares at the border are clipped
+        corners.add((int(rows[0]), int(cols[0])))
+    assert len(corners) > 60  # per-sample positions, not one per batch
+    assert torch.equal(cutout(x, _gen(), 0), x)
+    assert torch.equal(cutout(x, _gen(3), size), cutout(x, _gen(3), size))
+
+
+def test_preset_cutout_is_applied_after_normalisation_in_train_only():
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    aug = Augment("none", (0.5,) * 3, (0.25,) * 3, cutout=3)
+    train = aug.train(x, _gen())
+    assert ((train == 0).all(1).flatten(1).sum(1) > 0).float().mean() == 1  # each image has a zeroed square
+    assert torch.equal(aug.eval(x), Augment("none", (0.5,) * 3, (0.25,) * 3).eval(x))

@@ -149,3 +149,32 @@ def test_tta_accuracy_is_its_own_column_and_equals_the_mean_of_the_views_logits(
     assert s["test_acc_tta"] == pytest.approx(by_hand, abs=1 / 300 + 1e-9)
     assert "6 views" in s["tta"]
     assert "test_acc_tta" not in api.train(_cfg(tmp_path, tta="off", epochs=1, name="plain")).summary
+
+
+def test_summary_times_the_start_up_in_parts_and_the_first_epoch_against_the_median(tmp_path, monkeypatch):
+    import csv
+    import statistics
+    import time
+
+    import cifarlab.recipes.scratch as scratch
+
+    real_create = scratch.create_model
+
+    def slow_create(*args, **kwargs):  # a known cost between the data and the first step
+        time.sleep(0.4)
+        return real_create(*args, **kwargs)
+
+    monkeypatch.setattr(scratch, "create_model", slow_create)
+    api.train(_cfg(tmp_path, name="first"))  # this process's later runs start at execute(), not at its start
+    s = api.train(_cfg(tmp_path, name="second", epochs=4)).summary
+    parts = s["startup_parts_s"]
+    assert set(parts) == {"imports", "prepare", "model_to_first_step"}
+    assert parts["imports"] < 0.05  # not the first run of the process: no interpreter start or imports
+    assert parts["model_to_first_step"] >= 0.4
+    assert s["startup_s"] == pytest.approx(sum(parts.values()), abs=0.004)
+    with open(tmp_path / "runs" / "second" / "metrics.csv") as f:
+        walls = [float(r["wall_time_s"]) for r in csv.DictReader(f)]
+    assert s["first_epoch_s"] == pytest.approx(walls[0], abs=1e-3)
+    assert s["median_epoch_s"] == pytest.approx(statistics.median(walls[1:]), abs=1e-3)
+    assert s["first_epoch_ratio"] == pytest.approx(walls[0] / statistics.median(walls[1:]), abs=2e-3)
+    assert s["first_epoch_excess_s"] == pytest.approx(walls[0] - statistics.median(walls[1:]), abs=2e-3)

@@ -64,6 +64,20 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, padding: int, flip_p: float
     return torch.gather(x.reshape(b, c, h * w), 2, src).view(b, c, h, w)
 
 
+def cutout(x: torch.Tensor, gen: torch.Generator, size: int) -> torch.Tensor:
+    """Zero a ``size x size`` square at a per-sample random centre (DeVries & Taylor 2017; the square may run off
+    the edge). Applied to the normalised batch, so zero is the dataset mean."""
+    if size <= 0:
+        return x
+    b, _, h, w = x.shape
+    cy = (_rand(gen, b) * h).long()[:, None]  # (B, 1) centres
+    cx = (_rand(gen, b) * w).long()[:, None]
+    rows = torch.arange(h, device=x.device) - cy + size // 2  # (B, H): inside the square when 0 <= . < size
+    cols = torch.arange(w, device=x.device) - cx + size // 2
+    inside = ((rows >= 0) & (rows < size))[:, :, None] & ((cols >= 0) & (cols < size))[:, None, :]  # (B, H, W)
+    return x.masked_fill(inside[:, None], 0.0)
+
+
 def translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Shift every image by (``dy``, ``dx``) pixels, the uncovered border filled by reflection (as the training
     crop pads): output pixel (i, j) is input pixel (i - dy, j - dx), reflected into the image."""
@@ -121,14 +135,17 @@ class Augment:
         preset: ``none``, ``flip``, ``cropflip`` or ``autoaugment`` (AutoAugment CIFAR10 then crop+flip).
         mean, std: normalisation in [0, 1] units (the data's, or the pretrained weights').
         padding: crop padding in pixels.
+        cutout: side of the square zeroed per training image (after normalisation); 0 = none.
         resolution: resize to this side on the device after augmentation (transfer recipes); None keeps the size.
     """
 
     def __init__(self, preset: str, mean: tuple[float, ...], std: tuple[float, ...], padding: int = 4,
-                 resolution: int | None = None, memory_format: torch.memory_format = torch.contiguous_format) -> None:
+                 resolution: int | None = None, memory_format: torch.memory_format = torch.contiguous_format,
+                 cutout: int = 0) -> None:
         if preset not in PRESETS:
             raise ValueError(f"unknown augmentation {preset!r}; choose from: {', '.join(PRESETS)}")
         self.preset, self.mean, self.std, self.padding, self.resolution = preset, mean, std, padding, resolution
+        self.cutout = cutout
         self.memory_format = memory_format
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -138,7 +155,8 @@ class Augment:
             x = crop_flip(x, gen, self.padding)
         elif self.preset == "flip":
             x = random_flip(x, gen)
-        return resize(normalize(x, self.mean, self.std), self.resolution).contiguous(memory_format=self.memory_format)
+        x = cutout(normalize(x, self.mean, self.std), gen, self.cutout)
+        return resize(x, self.resolution).contiguous(memory_format=self.memory_format)
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:
         return resize(normalize(x, self.mean, self.std), self.resolution).contiguous(memory_format=self.memory_format)

@@ -73,6 +73,8 @@ class Prepared:
     std: tuple[float, ...]
     test_keep: torch.Tensor  # (M,) indices of test_x / test_y in the dataset's test split (CPU)
     compile: str = "off"  # how the training forward runs (``compile`` with ``auto`` resolved)
+    entered_at: float = 0.0  # time.perf_counter() when ``execute`` began (after the process's imports)
+    prepared_at: float = 0.0  # ... when the images were on the device and the run directory written
 
 
 def run_name(cfg: RunConfig) -> str:
@@ -104,12 +106,13 @@ def _check_existing(cfg: RunConfig, run: RunDir) -> None:
 
 
 _FIRST_RUN = [True]  # the first run of a process counts the interpreter's start and imports as its start-up
-_STARTED_AT = [0.0]
+_STARTED_AT = [0.0, 0.0]  # the run's start (the process's, for its first run), and when execute() began
 
 
 def execute(cfg: RunConfig) -> RunResult:
     """Run ``cfg.recipe`` into its run directory and return the final summary (raises on failure)."""
-    _STARTED_AT[0] = time.perf_counter() - (provenance.process_age_s() if _FIRST_RUN[0] else 0.0)
+    _STARTED_AT[1] = time.perf_counter()
+    _STARTED_AT[0] = _STARTED_AT[1] - (provenance.process_age_s() if _FIRST_RUN[0] else 0.0)
     _FIRST_RUN[0] = False
     distributed.setup()
     recipe: Recipe = RECIPES.get(cfg.recipe)
@@ -178,8 +181,9 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     })
     fit = FitData(x=train_x, y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
-    return Prepared(data, split, device, fit, data_load_s, _STARTED_AT[0], data.test_x[test_keep].to(device),
-                    data.test_y[test_keep].to(device), mean, std, test_keep)
+    test_x, test_y = data.test_x[test_keep].to(device), data.test_y[test_keep].to(device)
+    return Prepared(data, split, device, fit, data_load_s, _STARTED_AT[0], test_x, test_y, mean, std, test_keep,
+                    entered_at=_STARTED_AT[1], prepared_at=time.perf_counter())
 
 
 def _check_fits(data: ImageData, device: torch.device) -> None:
@@ -292,6 +296,11 @@ def fit_summary(result: FitResult, p: Prepared) -> dict[str, Any]:
            **result.timing()}
     if result.first_step_at is not None:  # process (or run) start to the first optimizer step, data loading excluded
         out["startup_s"] = round(result.first_step_at - p.started_at - p.data_load_s, 3)
+        # where it went: interpreter + imports, then device set-up + data to the device + run directory (decode
+        # excluded), then model, optimizer and the first step (CUDA kernels' first launches, compilation)
+        out["startup_parts_s"] = {"imports": round(p.entered_at - p.started_at, 3),
+                                  "prepare": round(p.prepared_at - p.entered_at - p.data_load_s, 3),
+                                  "model_to_first_step": round(result.first_step_at - p.prepared_at, 3)}
     if result.bn_lag_epochs:
         out["bn_lag_epochs"] = result.bn_lag_epochs
     return out

@@ -27,7 +27,8 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     p = prepare(cfg, run_dir)
     model = create_model(cfg.model, num_classes=NUM_ROTATIONS, weights="none")
     model, fwd = to_device(model, p, cfg)
-    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg))
+    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg),
+                      cutout=cfg.cutout)
     task = Rotation(augment, cfg.label_smoothing)
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     result = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)

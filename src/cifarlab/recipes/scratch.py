@@ -18,7 +18,8 @@ def run(cfg: ScratchConfig, run_dir: RunDir) -> dict[str, Any]:
     p = prepare(cfg, run_dir)
     model = create_model(cfg.model, num_classes=p.data.num_classes, weights="none")
     model, fwd = to_device(model, p, cfg)
-    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg))
+    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg),
+                      cutout=cfg.cutout)
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, FitSpec.from_config(cfg),
                  run_dir, p.device,

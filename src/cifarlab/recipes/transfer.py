@@ -196,7 +196,7 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
     regime = cfg.recipe
     preset = cfg.augment if cfg.augment != "auto" else ("none" if regime == "linear" else "cropflip")
     augment = Augment(preset, mean, std, cfg.crop_padding, resolution=resolution,
-                      memory_format=input_format(p, cfg))
+                      memory_format=input_format(p, cfg), cutout=cfg.cutout)
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
     model, fwd = to_device(model, p, cfg)
     extra = {"regime": regime, "resolution": resolution, "weights": cfg.init or cfg.weights,
