@@ -7,9 +7,11 @@
 #          unpacks the first half of the data, then the ResNet18 hot loops on synthetic data (eager, CUDA graphs)
 #          and start-up + first epoch of scratch, rotation and supcon through `train`
 #   part2  (at once after part1, on the same warm machine; carry gpu-data/cifar10-webp-2.tar.gz and .gpu):
-#          TOTAL=520 bash benchmarks/gpu_check.sh part2
-#          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch, lite0 linear and
-#          fine-tune with product defaults), then waves of accuracy-only runs sharing the GPU (recipe ablations)
+#          TOTAL=540 bash benchmarks/gpu_check.sh part2   (run with timeout_s 580)
+#          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch defaults and the
+#          fast preset, lite0 linear and fine-tune, RotNet + fine-tuning), then a wave of accuracy-only runs
+# On 2026-11-26 the machine's start took about 30 s and part1 + part2 (150 + 570 s budgets) used 697 s of the
+# session's 900 s of device time.
 # EXTRA="--epochs 1 ..." appends flags to every train command (a CPU smoke run of this script).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
@@ -64,6 +66,9 @@ part1)  # carry gpu-data/cifar10-webp-1.tar.gz: unpack it, then the hot loops th
   mkdir -p $C10 && tar xzf gpu-data/cifar10-webp-1.tar.gz -C $C10 && echo "images so far: $(find $C10 -type f | wc -l)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
   python3 -c "import torch, torchvision, sys; print(sys.version.split()[0], torch.__version__, torchvision.__version__)" | tee -a "$LOG/gpu.txt"
+  # the start-up's largest part on the H200 was the imports (7.5-10.6 s): which modules, on this machine
+  python3 -X importtime -c "import cifarlab.cli" 2>"$LOG/importtime.txt"
+  echo "imports, cumulative us (top 12):"; sort -t'|' -k2 -n -r "$LOG/importtime.txt" | head -12
   SYN="--dataset synthetic:10:5000:100 --data-root $DATA --steps 20 --repeats 3 --no-notebook"
   step b-scratch-eager 40 $CL bench $SYN --loops scratch --variants eager --batch-sizes 512,1024,2048
   step b-scratch-graphs 45 $CL bench $SYN --loops scratch --variants cudagraphs --batch-sizes 1024,2048

@@ -20,10 +20,14 @@ def test_a_normal_run_and_its_report_print_no_warning(tmp_path, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main(["train", "--recipe", "supcon", *common, "--set", "linear_epochs=2", "--name", "sc"]) == 0
-        assert main(["train", "--recipe", "scratch", *common, "--name", "sx"]) == 0
+        assert main(["train", "--recipe", "scratch", *common, "--preset", "fast", "--name", "sx"]) == 0
         assert main(["report", str(tmp_path), "-o", str(tmp_path / "r.html")]) == 0
     out = capsys.readouterr()
     text = out.out + out.err
     assert not [str(w.message) for w in caught]
     assert "warning" not in text.lower() and "Traceback" not in text
     assert out.out.count("complete") == 2  # one closing line per run
+    import json
+
+    keys = json.loads((tmp_path / "sx" / "config.json").read_text())["config"]
+    assert (keys["preset"], keys["ema"], keys["epochs"]) == ("fast", 0.99, 2)  # the flag's preset; --epochs wins

@@ -95,3 +95,19 @@ def test_numeric_ranges_hold_for_every_accepted_config(lr, frac):
     # lr 0 is the documented "derive from base_lr" value; anything else is a real rate in (0, 100]
     assert 0 <= cfg.lr <= 100 and 0 < cfg.train_fraction <= 1
     assert cfg.lr == lr
+
+
+def test_a_preset_sets_its_keys_under_anything_the_user_sets(tmp_path):
+    from cifarlab.config import SCRATCH_PRESETS
+
+    make_config = api.make_config
+    fast = make_config("scratch", overrides={"preset": "fast"})
+    for key, value in SCRATCH_PRESETS["fast"].items():
+        assert getattr(fast, key) == value, key
+    assert make_config("scratch").epochs == 30 and make_config("scratch").ema == 0.0  # the plain defaults
+    toml = tmp_path / "c.toml"
+    toml.write_text('preset = "fast"\nema = 0.0\n')
+    mixed = make_config("scratch", config_file=str(toml), sets=["epochs=4"])
+    assert (mixed.epochs, mixed.ema, mixed.warmup_epochs) == (4, 0.0, SCRATCH_PRESETS["fast"]["warmup_epochs"])
+    with pytest.raises(ConfigError, match="preset='turbo' is not allowed; choose from: default, fast"):
+        make_config("scratch", overrides={"preset": "turbo"})

@@ -16,7 +16,7 @@ from cifarlab.errors import CifarlabError
 # their types are the config fields' own
 RUN_FLAGS = ("model", "dataset", "data_root", "epochs", "batch_size", "lr", "seed", "device", "out", "name",
              "per_class", "train_fraction", "val_fraction", "weights", "init", "resolution", "augment", "image_size",
-             "progress", "compile")
+             "progress", "compile", "preset")
 BOOL_FLAGS = ("resume", "overwrite", "deterministic")
 
 

@@ -87,8 +87,9 @@ class RunConfig:
     gamma: float = opt(0.1, "multistep: lr factor at each milestone", lo=0.0, lo_open=True, hi=1.0)
     label_smoothing: float = opt(0.1, "cross-entropy label smoothing", lo=0.0, hi=0.99)
     ema: float = opt(0.0, "exponential moving average of the weights (and BatchNorm statistics), decay per optimizer "
-                          "step, e.g. 0.999; validation, model selection, checkpoints' best.pt and the test use the "
-                          "averaged weights; 0 = off", lo=0.0, hi=0.99999)
+                          "step, e.g. 0.99, warmed up as min(ema, t / (t + 9)) at step t; validation, model "
+                          "selection, checkpoints' best.pt and the test use the averaged weights; 0 = off", lo=0.0,
+                     hi=0.99999)
     augment: str = opt("cropflip", "train augmentation preset", choices=("none", "flip", "cropflip", "autoaugment"))
     crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
     cutout: int = opt(0, "cutout: zero a square of this many pixels per side at a random place in each training "
@@ -126,9 +127,22 @@ class RunConfig:
                               "0 and 1")
 
 
+# Named sets of defaults: a preset's keys replace the recipe's defaults, and anything the user sets (file, flags)
+# still wins. Measured in docs/results.md ("Scratch at 15 epochs, one lever at a time").
+SCRATCH_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"epochs": 15, "warmup_epochs": 3.0, "ema": 0.99, "label_smoothing": 0.2},
+}
+
+
 @dataclass
 class ScratchConfig(RunConfig):
     """From random weights with crop+flip: SGD+Nesterov, one-cycle, label smoothing 0.1."""
+
+    presets = SCRATCH_PRESETS  # class attribute, not a key
+
+    preset: str = opt("default", "named defaults: fast = " + ", ".join(
+        f"{k}={v}" for k, v in SCRATCH_PRESETS["fast"].items()) + " (quick iteration; the curriculum's "
+        "scratch runs); keys you set still win", choices=("default", *SCRATCH_PRESETS))
 
 
 @dataclass
@@ -163,8 +177,11 @@ class TransferConfig(RunConfig):
     layer_decay: float = opt(1.0, "finetune: lr multiplier per block counted back from the last", lo=0.0,
                              lo_open=True, hi=1.0)
     cache_embeddings: bool = opt(True, "linear without augmentation: compute frozen embeddings once and reuse them")
-    flip_features: bool = opt(False, "cached linear probe: also embed flipped images (train on both, average "
-                                     "over flips for val/test); doubles the embedding time")
+    flip_features: str = opt("auto", "cached linear probe: also embed mirrored images (train on both as separate "
+                                     "examples; validate and test on the mean of an image's two embeddings, a "
+                                     "fixed feature map of the image); doubles the embedding time; on, off, or "
+                                     "auto (on for CUDA: +0.75 points for lite0 on an H200, docs/results.md)",
+                              choices=("auto", "on", "off"))
 
 
 @dataclass
@@ -293,6 +310,9 @@ def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
             if key not in valid:
                 raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(valid)}")
             values[key] = _coerce(cls, key, value)
+    presets: dict[str, dict[str, Any]] = getattr(cls, "presets", {})
+    for key, value in presets.get(values.get("preset", ""), {}).items():
+        values.setdefault(key, value)  # under everything the layers set
     return validate(cls(**values))
 
 

@@ -175,21 +175,43 @@ def _trajectory_and_ema(decay, tmp_path, name):
 
 
 def test_weight_ema_is_the_exponential_average_of_the_step_trajectory(tmp_path):
-    """The weights selected and saved as best are avg_1 = w_1, avg_t = d avg_(t-1) + (1 - d) w_t over the
-    parameters (and BatchNorm buffers) after every optimizer step, not the last step's weights."""
-    decay = 0.8
+    """The weights selected and saved as best are avg_1 = w_1, avg_t = d_t avg_(t-1) + (1 - d_t) w_t with
+    d_t = min(decay, t / (t + 9)) over the parameters (and BatchNorm buffers) after every optimizer step, not the
+    last step's weights."""
+    decay = 0.75  # reached at step 27: the run covers the warm-up and the steady decay
     steps, best, result = _trajectory_and_ema(decay, tmp_path, "ema")
-    assert len(steps) > 3
+    assert len(steps) > 30, len(steps)
     expected = {k: v.float().clone() for k, v in steps[0].items()}
-    for w in steps[1:]:
+    for t, w in enumerate(steps[1:], start=2):
+        d = min(decay, t / (t + 9))
         for k, v in w.items():
             if v.is_floating_point():
-                expected[k].mul_(decay).add_(v.float(), alpha=1 - decay)
+                expected[k].mul_(d).add_(v.float(), alpha=1 - d)
     for k, v in best.items():
         if v.is_floating_point():
             assert torch.allclose(v.float(), expected[k], rtol=1e-4, atol=1e-6), k
     assert not all(torch.equal(best[k], steps[-1][k]) for k in best if best[k].is_floating_point())
     assert result.summary["status"] == "complete"
+
+
+def test_weight_ema_forgets_the_first_steps_even_when_its_horizon_is_the_run():
+    """A decay close to 1 over a short run: the warm-up keeps the starting weights' share in the average small
+    (without it, 0.998 over 1,320 steps kept 0.998^1319 = 7% of the first step's weights)."""
+    from cifarlab.engine.fit import WeightAverage
+
+    model = torch.nn.Linear(4, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    ema = WeightAverage(model, opt, decay=0.998)
+    for t in range(1320):  # the weights are 0 after the first step and 1 after every later one
+        with torch.no_grad():
+            model.weight.fill_(0.0 if t == 0 else 1.0)
+        model.weight.grad = torch.zeros_like(model.weight)
+        opt.step()  # zero gradient: the weights stay as set; the hook averages them
+    assert int(ema.n_averaged) == 1320
+    share_of_first = 1.0 - float(ema.module.weight.mean())
+    assert abs(share_of_first) < 1e-3  # a fixed 0.998 gives 0.07
+    assert ema.decay_at(1320) < 0.998 and ema.decay_at(100_000) == 0.998
 
 
 def test_weight_ema_off_keeps_the_last_step_weights(tmp_path):

@@ -178,3 +178,7 @@ def test_summary_times_the_start_up_in_parts_and_the_first_epoch_against_the_med
     assert s["median_epoch_s"] == pytest.approx(statistics.median(walls[1:]), abs=1e-3)
     assert s["first_epoch_ratio"] == pytest.approx(walls[0] / statistics.median(walls[1:]), abs=2e-3)
     assert s["first_epoch_excess_s"] == pytest.approx(walls[0] - statistics.median(walls[1:]), abs=2e-3)
+    marks = s["first_epoch_steps_s"]  # seconds into epoch 1 at the end of steps 1, 2, 5, 10, ... (as many as ran)
+    steps = [int(k) for k in marks]
+    assert steps[:3] == [1, 2, 5] and steps == sorted(steps)
+    assert list(marks.values()) == sorted(marks.values()) and marks[str(steps[-1])] <= walls[0]

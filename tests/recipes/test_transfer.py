@@ -118,12 +118,14 @@ def test_partial_from_random_init_re_estimates_every_batchnorm(tmp_path):
 
 
 def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):
-    run = _linear(tmp_path, "flips", flip_features=True)
+    run = _linear(tmp_path, "flips", flip_features="on")
     assert run.summary["status"] == "complete" and run.summary["embeddings"] == "cached"
+    assert run.summary["flip_features"] is True
     (entry,) = (tmp_path / "data" / "cache" / "embeddings").glob("*.pt")
     saved = checkpoint.load(entry)
     assert saved["train"].shape[1] == 2 and saved["test"].shape[1] == 2  # (N, image/mirror, D)
     assert not torch.equal(saved["train"][:, 0], saved["train"][:, 1])
+    assert _linear(tmp_path, "default").summary["flip_features"] is False  # auto: on for CUDA only
 
 
 def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):

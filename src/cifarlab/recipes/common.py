@@ -301,6 +301,8 @@ def fit_summary(result: FitResult, p: Prepared) -> dict[str, Any]:
         out["startup_parts_s"] = {"imports": round(p.entered_at - p.started_at, 3),
                                   "prepare": round(p.prepared_at - p.entered_at - p.data_load_s, 3),
                                   "model_to_first_step": round(result.first_step_at - p.prepared_at, 3)}
+    if result.first_epoch_marks:
+        out["first_epoch_steps_s"] = result.first_epoch_marks
     if result.bn_lag_epochs:
         out["bn_lag_epochs"] = result.bn_lag_epochs
     return out

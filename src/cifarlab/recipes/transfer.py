@@ -114,6 +114,10 @@ def _weights_id(cfg: TransferConfig) -> str:
     return source
 
 
+def flip_features(cfg: TransferConfig, p: Prepared) -> bool:
+    return cfg.flip_features == "on" or (cfg.flip_features == "auto" and p.device.type == "cuda")
+
+
 def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: Augment
                     ) -> tuple[Embedded, dict[str, float]]:
     """Frozen embeddings of the split's train and validation images and of the test images, computed once and kept
@@ -124,7 +128,7 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
     test_keep = p.test_keep.cpu()
     images = hashlib.sha256(used.numpy().tobytes() + b"|" + test_keep.numpy().tobytes()).hexdigest()[:16]
     key = "|".join([model.name, _weights_id(cfg), str(augment.resolution), str(augment.mean), str(augment.std),
-                    p.data.digest, images, str(cfg.flip_features), "v2"])
+                    p.data.digest, images, str(flip_features(cfg, p)), "v2"])
     path = Path(cfg.data_root or default_root()) / "cache" / "embeddings" / (
         hashlib.sha256(key.encode()).hexdigest()[:24] + ".pt")
     if path.is_file():
@@ -143,7 +147,7 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
     def both_flips(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([features(x), features(x.flip(3))], 1)  # (B, 2, D)
 
-    fn = both_flips if cfg.flip_features else features
+    fn = both_flips if flip_features(cfg, p) else features
     used = used.to(p.device)
     t0 = time.perf_counter()
     train = embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp)
@@ -165,7 +169,7 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
     check_finite(emb.train, "train/validation embeddings")
     embed_time = time.perf_counter() - t0  # train, validation and test images (or a cache read)
     train_rows, val_rows, y = emb.rows(p.fit.train_idx), emb.rows(p.fit.val_idx), p.fit.y[emb.used]
-    if cfg.flip_features:
+    if flip_features(cfg, p):
         # train on both flips as separate examples; validate and test on the mean over flips (TTA)
         n = len(emb.train)
         data = FitData(x=torch.cat([emb.train[:, 0], emb.train[:, 1], emb.train.mean(1)]), y=y.repeat(3),
@@ -179,7 +183,7 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
                  p.device)
     summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
                                 test_features=test_f)
-    return {**summary, "embed_time_s": round(embed_time, 3), "embed_train_val_s": round(seconds["train"], 3),
+    return {**summary, "flip_features": flip_features(cfg, p), "embed_time_s": round(embed_time, 3), "embed_train_val_s": round(seconds["train"], 3),
             "embed_test_s": round(seconds["test"], 3)}
 
 
