@@ -13,7 +13,8 @@ from pathlib import Path
 FIELDS = ("test_acc", "test_acc_tta", "linear_acc", "knn_acc", "rotation_test_acc", "best_val_acc", "epochs",
           "batch_size", "peak_lr", "train_time_s", "images_per_s", "startup_s", "data_load_s", "first_epoch_s",
           "median_epoch_s", "first_epoch_ratio", "first_epoch_excess_s", "compile", "embed_time_s",
-          "embed_train_val_s", "embed_test_s", "head_init_s", "peak_memory_mb", "startup_parts_s", "first_epoch_steps_s")
+          "embed_train_val_s", "embed_test_s", "head_init_s", "peak_memory_mb", "startup_parts_s",
+          "first_epoch_steps_s")
 
 
 def main(dirs: list[str]) -> None:

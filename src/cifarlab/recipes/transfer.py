@@ -183,8 +183,8 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
                  p.device)
     summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
                                 test_features=test_f)
-    return {**summary, "flip_features": flip_features(cfg, p), "embed_time_s": round(embed_time, 3), "embed_train_val_s": round(seconds["train"], 3),
-            "embed_test_s": round(seconds["test"], 3)}
+    return {**summary, "flip_features": flip_features(cfg, p), "embed_time_s": round(embed_time, 3),
+            "embed_train_val_s": round(seconds["train"], 3), "embed_test_s": round(seconds["test"], 3)}
 
 
 def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
