@@ -50,7 +50,7 @@ def main() -> None:
         crit, trace = SupConLoss(0.1), []
         for step in range(args.steps):
             idx = torch.randint(0, len(x), (128,), generator=gen)
-            z = model(views(x[idx], gen).flatten(0, 1)).view(128, 2, -1)
+            z = model(views(x[idx], gen).flatten(0, 1))[0].view(128, 2, -1)
             loss = crit(z, y[idx] if labels else None)
             opt.zero_grad()
             loss.backward()

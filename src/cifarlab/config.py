@@ -201,6 +201,12 @@ class SupConConfig(RunConfig):
     temperature: float = opt(0.1, "softmax temperature of the contrastive loss", lo=0.0, lo_open=True, hi=10.0)
     proj_hidden: int = opt(512, "projection head hidden width", lo=1)
     proj_dim: int = opt(128, "projection dimension", lo=1)
+    online_probe: bool = opt(True, "supcon/simclr: train a linear classifier during pretraining on the detached "
+                                   "encoder features (it never trains the encoder; labels are read only by it); "
+                                   "its accuracy fills the train_acc/val_acc columns and its cross-entropy is "
+                                   "added to the logged losses")
+    online_probe_lr: float = opt(0.2, "the online probe's learning rate as a fraction of lr (no weight decay)",
+                                 lo=0.0, lo_open=True, hi=10.0)
     linear_epochs: int = opt(50, "epochs of the linear evaluation on cached frozen embeddings", lo=1)
     linear_lr: float = opt(0.1, "linear evaluation learning rate", lo=0.0, lo_open=True)
     knn_k: int = opt(200, "kNN evaluation: neighbours", lo=1)

@@ -112,3 +112,37 @@ def test_loss_and_gradient_equal_the_official_max_subtracted_formulation():
     (gb,) = torch.autograd.grad(b, f)
     assert b.item() == pytest.approx(a.item(), abs=1e-5)
     torch.testing.assert_close(gb.double(), ga, rtol=1e-4, atol=1e-6)
+
+
+def test_online_probe_sends_no_gradient_into_the_encoder_and_scores_the_plain_images():
+    from torch import nn
+
+    from cifarlab.data.augment import ContrastiveViews
+    from cifarlab.objectives import Contrastive, ContrastiveModel
+
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    encoder.forward_features = encoder.forward
+    encoder.num_features = 8
+    model = ContrastiveModel(encoder, nn.Linear(8, 4), num_classes=3)
+    task = Contrastive(ContrastiveViews((0.5,) * 3, (0.25,) * 3, 2), SupConLoss(0.1))
+    x = torch.randint(0, 256, (6, 3, 12, 12), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+
+    def encoder_grads(with_probe: bool):
+        model.zero_grad()
+        probe, model.probe = model.probe, (model.probe if with_probe else None)
+        loss, correct, n = task.train_step(model, x, y, torch.Generator().manual_seed(1))
+        model.probe = probe
+        loss.backward()
+        return [p.grad.clone() for p in encoder.parameters()], loss, n
+
+    with_probe, loss_p, n = encoder_grads(True)
+    assert model.probe.weight.grad is not None  # the probe trains on its own cross-entropy ...
+    without, loss_0, _ = encoder_grads(False)
+    assert n == 12  # every view of every image is a probe prediction
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(with_probe, without))  # ... and nothing else
+    assert loss_p > loss_0
+    loss_sum, correct, n = task.eval_step(model.eval(), x, y)
+    logits = model.probe(encoder(task.views.eval(x)))
+    assert n == 6 and int(correct) == int((logits.argmax(1) == y).sum())

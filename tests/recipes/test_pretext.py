@@ -25,6 +25,16 @@ def test_contrastive_recipes_report_linear_and_knn(tmp_path, recipe):
     assert s["linear_acc"] == pytest.approx((pred["preds"] == pred["labels"]).mean())
     if recipe == "supcon_ce":
         assert "ce_test_acc" in s
+    else:  # the online probe's accuracy per epoch fills the accuracy columns (chance is 0.25)
+        import csv
+
+        with open(result.path / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        assert len(rows) == 2 and all(0 <= float(r["val_acc"]) <= 1 and 0 <= float(r["train_acc"]) <= 1
+                                      for r in rows)
+        assert "online_probe" in s
+        if recipe == "supcon":
+            assert max(float(r["val_acc"]) for r in rows) > 0.4
 
 
 def _rotation(tmp_path, name, **kw):

@@ -73,35 +73,50 @@ def _rank() -> int:
 
 
 class ContrastiveModel(nn.Module):
-    """Encoder (a registry backbone) + projection head; ``forward`` gives projections (the encoder's own
-    ``forward_features`` gives the features used for evaluation)."""
+    """Encoder (a registry backbone) + projection head, and optionally an online linear probe.
 
-    def __init__(self, backbone: nn.Module, projection: nn.Module) -> None:
+    ``forward`` gives (projections, probe logits or None). The probe is a linear classifier on the *detached*
+    encoder features (solo-learn's online linear evaluation): it trains alongside pretraining without sending any
+    gradient into the encoder, so the linear accuracy per epoch comes with the run. The encoder's own
+    ``forward_features`` gives the features used for the final evaluation."""
+
+    def __init__(self, backbone: nn.Module, projection: nn.Module, num_classes: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
         self.projection = projection
+        self.probe = nn.Linear(backbone.num_features, num_classes) if num_classes else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(self.backbone.forward_features(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.backbone.forward_features(x)
+        logits = self.probe(features.detach()) if self.probe is not None else None
+        return self.projection(features), logits
 
 
 class Contrastive:
-    """The SupCon / SimCLR task: ``views`` augmented views per image, projections, :class:`SupConLoss`."""
+    """The SupCon / SimCLR task: ``views`` augmented views per image, projections, :class:`SupConLoss`; with an
+    online probe, plus the probe's cross-entropy (on detached features), and its accuracy as the task's accuracy
+    (train: on the augmented views; validation: on the un-augmented images)."""
 
     select = ("val_loss", "min")
 
     def __init__(self, views: ContrastiveViews, loss: SupConLoss, use_labels: bool = True) -> None:
         self.views, self.loss, self.use_labels = views, loss, use_labels
 
-    def _loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         v = self.views(x, gen)  # (B, V, C, H, W)
         b, nv = v.shape[:2]
-        z = model(v.flatten(0, 1)).view(b, nv, -1)  # (B, V, D)
-        return self.loss(z, y if self.use_labels else None)
+        z, logits = model(v.flatten(0, 1))  # image-major: row i * V + j is view j of image i
+        return self.loss(z.view(b, nv, -1), y if self.use_labels else None), logits
 
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self._loss(model, x, y, gen), torch.zeros((), device=x.device), 0
+        loss, logits = self._loss(model, x, y, gen)
+        if logits is None:
+            return loss, torch.zeros((), device=x.device), 0
+        yv = y.repeat_interleave(len(logits) // len(y))
+        ce = F.cross_entropy(logits.float(), yv)
+        return loss + ce, (logits.argmax(1) == yv).sum(), len(yv)
 
     def chance_loss(self, num_classes: int, batch_size: int) -> float:
         """Uniform similarities: each anchor's positives get 1/(V*B - 1) of its softmax mass."""
@@ -109,4 +124,9 @@ class Contrastive:
 
     def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         gen = torch.Generator(device=x.device).manual_seed(0)  # the same views every epoch: comparable losses
-        return self._loss(model, x, y, gen) * len(x), torch.full((), float("nan"), device=x.device), len(x)
+        loss, logits = self._loss(model, x, y, gen)
+        if logits is None:
+            return loss * len(x), torch.full((), float("nan"), device=x.device), len(x)
+        _, logits = model(self.views.eval(x))  # the probe on the plain images
+        ce = F.cross_entropy(logits.float(), y, reduction="sum")
+        return loss * len(x) + ce, (logits.argmax(1) == y).sum(), len(x)

@@ -42,13 +42,20 @@ def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
         model, fwd = to_device(backbone, p, cfg)
         task = Classification(_SingleView(views), cfg.label_smoothing)
     else:
-        model = ContrastiveModel(backbone, ProjectionHead(backbone.num_features, cfg.proj_hidden, cfg.proj_dim))
+        model = ContrastiveModel(backbone, ProjectionHead(backbone.num_features, cfg.proj_hidden, cfg.proj_dim),
+                                 p.data.num_classes if cfg.online_probe else 0)
         model, fwd = to_device(model, p, cfg)
         # under torchrun the loss sees every rank's projections (the global batch), with gradients
         gather = distributed.gather_with_grad if distributed.get().enabled else None
         task = Contrastive(views, SupConLoss(cfg.temperature, gather=gather), use_labels=cfg.recipe == "supcon")
     encoder = backbone  # what the evaluations embed with, in both cases
-    optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
+    probe = getattr(model, "probe", None)
+    groups = param_groups(((n, q) for n, q in model.named_parameters() if not n.startswith("probe.")),
+                          cfg.weight_decay)
+    if probe is not None:
+        groups += [{"params": list(probe.parameters()), "weight_decay": 0.0, "lr_scale": cfg.online_probe_lr}]
+        extra["online_probe"] = "linear head on detached encoder features: the train_acc/val_acc columns"
+    optimizer = make_optimizer(groups, cfg)
     if cfg.epochs:
         pretrain = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)
     else:
