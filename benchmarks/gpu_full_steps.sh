@@ -14,9 +14,16 @@ step f-finetune 170 $T --recipe finetune --epochs 5 --name finetune-lite0-e5
 step f-rotation 100 bash -c "$T --recipe rotation --epochs 8 --name rotation-e8 && \
 $T --recipe finetune --model resnet18 --init $RUNS/rotation-e8 --epochs 5 --name finetune-from-rotation-e5"
 
-# wave: the fast preset's other seeds, the rotation run's random-init control, batch 256 at 15 epochs
+# alone: why the lite0 fine-tune ran at 2,156 img/s and the in-run embedding at 5,900 img/s on the H200 (the bench
+# loop: 20,190 img/s): the fine-tune step with batch statistics (eager) against running statistics (frozenbn, the
+# product's default from ImageNet weights), and the embedding loop at the run's batch
+step b-lite0 60 $CL bench --dataset folder:$C10 --data-root $DATA --resolution 224 --loops finetune --variants \
+eager,frozenbn --batch-sizes 128 --steps 10 --repeats 3 --no-notebook
+step b-embed 40 $CL bench --dataset folder:$C10 --data-root $DATA --resolution 224 --loops embed --variants eager \
+--batch-sizes 1024 --steps 5 --repeats 3 --no-notebook
+
+# wave: the fast preset's other seeds (3 seeds with f-fast), the rotation run's random-init control
 wave_add w-fast-s1 "$T --recipe scratch --preset fast --seed 1 --name scratch-fast-s1"
 wave_add w-fast-s2 "$T --recipe scratch --preset fast --seed 2 --name scratch-fast-s2"
 wave_add w-ft-random "$T --recipe finetune --model resnet18 --init random --epochs 5 --name finetune-random-init-e5"
-wave_add w-e15-bs256 "$T --recipe scratch --epochs 15 --batch-size 256 --name scratch-e15-bs256"
-wave_run 130
+wave_run 110

@@ -48,3 +48,24 @@ def test_the_compile_path_runs_a_training_step_and_reports_its_compile_time():
     eager, = bench.bench_loops(x, y, ["scratch"], ["eager"], [8], 1, 1, torch.device("cpu"), "cnn_small")
     assert row.variant == "compile" and row.images_per_s > 0
     assert row.warmup_s > 5 * eager.warmup_s  # the compilation is in the warm-up, not in the rate
+
+
+def test_frozenbn_variant_trains_the_fine_tune_loop_on_running_statistics():
+    x = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    y = torch.arange(32) % 4
+    seen = []
+    real = bench.create_model
+
+    def recording(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    bench.create_model = recording
+    try:
+        (row,) = bench.bench_loops(x, y, ["finetune"], ["frozenbn"], [8], 1, 1, torch.device("cpu"), "cnn_small",
+                                   "cnn_small", 16)
+    finally:
+        bench.create_model = real
+    bns = [m for m in seen[0].modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert row.variant == "frozenbn" and row.images_per_s > 0
+    assert bns and seen[0].training and not any(m.training for m in bns)  # in training, BatchNorms in eval mode

@@ -33,7 +33,9 @@ from cifarlab.objectives import Classification, Contrastive, ContrastiveModel, R
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 LOOPS = ("scratch", "supcon", "rotation", "embed", "finetune")
 # eager / compile: the product's two paths; the others isolate one lever each
-VARIANTS = ("eager", "compile", "cudagraphs", "fused", "benchmark")
+# frozenbn: the fine-tune loop with every BatchNorm on its running statistics (norm_stats=frozen, the product's
+# default from ImageNet weights) instead of batch statistics; the other loops ignore it
+VARIANTS = ("eager", "compile", "cudagraphs", "fused", "benchmark", "frozenbn")
 
 
 @dataclass
@@ -121,6 +123,8 @@ def _training_loop(loop: str, model_name: str, x: torch.Tensor, y: torch.Tensor,
     k = int(y.max()) + 1
     if loop == "finetune":
         model = create_model(model_name, num_classes=k)
+        if variant == "frozenbn":
+            model.set_norm_statistics("frozen")
         dc = model.data_config
         task = Classification(Augment("cropflip", dc.mean or CIFAR10_MEAN, dc.std or CIFAR10_STD,
                                       resolution=resolution, memory_format=fmt), 0.1)
