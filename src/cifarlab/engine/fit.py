@@ -320,12 +320,12 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
             if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
                 raise _out_of_memory(batch_size, device, step) from None
             raise
-        if result.first_step_at is None:
+        if marks is not None and i + 1 in FIRST_EPOCH_MARKS:  # this process's first epoch (step 1 is a mark)
             synchronize(device)
-            result.first_step_at = time.perf_counter()
-        if marks is not None and i + 1 in FIRST_EPOCH_MARKS:
-            synchronize(device)
-            marks[str(i + 1)] = round(time.perf_counter() - t0, 4)
+            now = time.perf_counter()
+            marks[str(i + 1)] = round(now - t0, 4)
+            if result.first_step_at is None:
+                result.first_step_at = now
         detached = loss.detach().float()
         # record the first non-finite step without a host sync; it is read at the end of the epoch
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
@@ -437,16 +437,12 @@ class WeightAverage(torch.optim.swa_utils.AveragedModel):
         """The decay used by update ``t`` (1-based; update 1 copies)."""
         return min(self.decay, t / (t + 9))
 
-    @torch.no_grad()
     def _ema_update(self, avg: list[torch.Tensor], cur: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
         # called before n_averaged counts this update: this is update n_averaged + 1. One host read per step (the
-        # caller already compares n_averaged on the host every step).
-        d = self.decay_at(int(n_averaged) + 1)
-        if torch.is_floating_point(avg[0]):
-            torch._foreach_lerp_(avg, cur, 1 - d)
-        else:  # integer buffers (BatchNorm's num_batches_tracked)
-            for a, c in zip(avg, cur, strict=True):
-                a.copy_(a * d + c * (1 - d))
+        # caller already compares n_averaged on the host every step). torch's EMA step at this update's decay.
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+
+        get_ema_multi_avg_fn(self.decay_at(int(n_averaged) + 1))(avg, cur, n_averaged)
 
     def remove_hook(self) -> None:
         self._hook.remove()
