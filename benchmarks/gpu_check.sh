@@ -3,15 +3,18 @@
 # deadline, so a lent session (15 minutes of device time) spends its minutes measuring. Run on the device machine
 # in the repository root (the device tool's `run`), with PYTHONPATH-only installs (nothing is pip-installed there):
 #
-#   part1  (carry gpu-data/cifar10-webp-1.tar.gz):  TOTAL=150 bash benchmarks/gpu_check.sh part1
-#          unpacks the first half of the data, then the ResNet18 hot loops on synthetic data (eager, CUDA graphs)
-#          and start-up + first epoch of scratch, rotation and supcon through `train`
+#   part1  (carry gpu-data/cifar10-webp-1.tar.gz):  TOTAL=200 bash benchmarks/gpu_check.sh part1  (timeout_s 240)
+#          unpacks the first half of the data, then the cost of new input shapes (benchmarks/cold_shapes.py), the
+#          ResNet18 hot loop at batch 2048 (eager, CUDA graphs) and the start-up + first epoch of scratch, rotation
+#          and supcon runs inside one process (benchmarks/startup_study.toml)
 #   part2  (at once after part1, on the same warm machine; carry gpu-data/cifar10-webp-2.tar.gz and .gpu):
-#          TOTAL=540 bash benchmarks/gpu_check.sh part2   (run with timeout_s 580)
+#          TOTAL=560 bash benchmarks/gpu_check.sh part2   (run with timeout_s 590)
 #          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch defaults and the
 #          fast preset, lite0 linear and fine-tune, RotNet + fine-tuning), then a wave of accuracy-only runs
-# On 2026-11-26 the machine's start took about 30 s and part1 + part2 (150 + 570 s budgets) used 697 s of the
-# session's 900 s of device time.
+# On 2026-11-26 (H200) the machine's start took about 30 s and part1 + part2 (150 + 570 s budgets) used 697 s of
+# the session's 900 s of device time; on the H100 part1 (200) + stage1 on a fresh machine + part2 (560) used 819 s.
+# If the machine was given back after part1, `bash benchmarks/gpu_check.sh stage1` (carry part 1) unpacks the first
+# half again; run part2 at once after it.
 # EXTRA="--epochs 1 ..." appends flags to every train command (a CPU smoke run of this script).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
@@ -36,7 +39,7 @@ step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LI
   local t0=$(date +%s)
   timeout "$limit" "$@" >"$LOG/$name.log" 2>&1; local rc=$?
   echo "== $name: rc $rc, $(( $(date +%s) - t0 )) s"
-  grep -E "^(scratch|supcon|rotation|embed|finetune|ratio)|failed|Error|error:" "$LOG/$name.log" | tail -12
+  grep -E "^(scratch|supcon|rotation|embed|finetune|ratio|cold)|failed|Error|error:" "$LOG/$name.log" | tail -16
 }
 
 # A wave: accuracy runs that share the GPU at once (it is far from full with one ResNet18 run), so their timings
@@ -69,21 +72,26 @@ part1)  # carry gpu-data/cifar10-webp-1.tar.gz: unpack it, then the hot loops th
   # the start-up's largest part on the H200 was the imports (7.5-10.6 s): which modules, on this machine
   python3 -X importtime -c "import cifarlab.cli" 2>"$LOG/importtime.txt"
   echo "imports, cumulative us (top 12):"; sort -t'|' -k2 -n -r "$LOG/importtime.txt" | head -12
+  # what a new input shape costs the first time (cuDNN plans): explains the in-run lite0 embedding (5,900 img/s vs
+  # the bench's 20,190) and the first-epoch excess; one fresh process, a line per network/shape/layout/dtype
+  step cold-shapes 75 python3 benchmarks/cold_shapes.py
   SYN="--dataset synthetic:10:5000:100 --data-root $DATA --steps 20 --repeats 3 --no-notebook"
-  step b-scratch-eager 40 $CL bench $SYN --loops scratch --variants eager --batch-sizes 512,1024,2048
-  step b-scratch-graphs 45 $CL bench $SYN --loops scratch --variants cudagraphs --batch-sizes 1024,2048
-  # start-up and first epoch through `train` (synthetic 32 px data, product defaults), alone on the GPU
-  S="--dataset synthetic:10:5000:1000 --data-root $DATA --out $RUNS --progress off $EXTRA"
-  step t-scratch 30 $CL train --recipe scratch $S --epochs 4 --name t-scratch
-  step t-rotation 30 $CL train --recipe rotation $S --epochs 3 --name t-rotation
-  step t-supcon 30 $CL train --recipe supcon $S --epochs 3 --set linear_epochs=5 --name t-supcon
+  step b-scratch 50 $CL bench $SYN --loops scratch --variants eager,cudagraphs --batch-sizes 2048
+  # start-up and first epoch of each ResNet18 regime in ONE process (a study on one device): only the first run
+  # pays the imports; product defaults, synthetic 32 px data, alone on the GPU
+  step s-study 60 env CIFARLAB_DATASET=synthetic:10:5000:1000 $CL study benchmarks/startup_study.toml \
+    --out $RUNS/startup-study --no-report
   summarize $RUNS
+  ;;
+stage1)  # only part 1 of the data (a machine that lost part1's unpacked images): then part2 at once
+  mkdir -p $C10 && tar xzf gpu-data/cifar10-webp-1.tar.gz -C $C10 && echo "images so far: $(find $C10 -type f | wc -l)"
+  exit 0
   ;;
 part2)  # at once after part1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu: real CIFAR-10, product defaults
   tar xzf gpu-data/cifar10-webp-2.tar.gz -C $C10 || exit 1
   n=$(find $C10 -type f | wc -l); echo "images: $n"; [ "$n" = 60000 ] || [ -n "$EXTRA" ] || { echo "machine was replaced: start again"; exit 3; }
   R="--dataset folder:$C10 --data-root $DATA --out $RUNS --progress off"
-  step f-decode 60 python3 -c "from cifarlab.data import load_dataset; d = load_dataset('folder:$C10', '$DATA'); print(d.train_x.shape, d.test_x.shape)"
+  step f-decode 40 python3 -c "from cifarlab.data import load_dataset; d = load_dataset('folder:$C10', '$DATA'); print(d.train_x.shape, d.test_x.shape)"
   source benchmarks/gpu_full_steps.sh
   summarize $RUNS
   ;;

@@ -69,3 +69,14 @@ def test_frozenbn_variant_trains_the_fine_tune_loop_on_running_statistics():
     bns = [m for m in seen[0].modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     assert row.variant == "frozenbn" and row.images_per_s > 0
     assert bns and seen[0].training and not any(m.training for m in bns)  # in training, BatchNorms in eval mode
+
+
+def test_layout_variants_force_the_memory_format_and_eager_takes_the_products():
+    cuda = torch.device("cuda")  # a device object needs no GPU
+    assert bench._Settings("cl").memory_format(cuda) == torch.channels_last
+    assert bench._Settings("nchw").memory_format(cuda) == torch.contiguous_format
+    assert bench._Settings("eager").memory_format(cuda) == torch.channels_last  # the product's default on CUDA
+    x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    rows = bench.bench_loops(x, torch.arange(16) % 4, ["finetune", "embed"], ["cl", "nchw"], [8], 1, 1,
+                             torch.device("cpu"), "cnn_small", "cnn_small", 16)
+    assert [r.variant for r in rows] == ["cl", "nchw", "cl", "nchw"] and all(r.images_per_s > 0 for r in rows)

@@ -214,6 +214,33 @@ def test_weight_ema_forgets_the_first_steps_even_when_its_horizon_is_the_run():
     assert ema.decay_at(1320) < 0.998 and ema.decay_at(100_000) == 0.998
 
 
+def test_weight_ema_resumed_from_its_state_continues_the_decay_warm_up():
+    """A resumed run's EMA goes on from update n (its decay d_(n+1)), not from a fresh copy of the weights."""
+    from cifarlab.engine.fit import WeightAverage
+
+    def run(ema, model, opt, values):
+        for v in values:
+            with torch.no_grad():
+                model.weight.fill_(v)
+            model.weight.grad = torch.zeros_like(model.weight)
+            opt.step()
+
+    model = torch.nn.Linear(3, 1, bias=False)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    whole = WeightAverage(model, opt, decay=0.9)
+    run(whole, model, opt, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    whole.remove_hook()
+    first = WeightAverage(model, opt, decay=0.9)
+    run(first, model, opt, [1.0, 2.0, 3.0])
+    state = first.state_dict()
+    first.remove_hook()
+    resumed = WeightAverage(model, opt, decay=0.9)
+    resumed.load_state_dict(state)
+    assert resumed.updates == 3
+    run(resumed, model, opt, [4.0, 5.0, 6.0])
+    assert torch.allclose(resumed.module.weight, whole.module.weight)
+
+
 def test_weight_ema_off_keeps_the_last_step_weights(tmp_path):
     steps, best, _ = _trajectory_and_ema(0.0, tmp_path, "plain")
     for k, v in best.items():

@@ -169,6 +169,7 @@ def test_summary_times_the_start_up_in_parts_and_the_first_epoch_against_the_med
     s = api.train(_cfg(tmp_path, name="second", epochs=4)).summary
     parts = s["startup_parts_s"]
     assert set(parts) == {"imports", "prepare", "model_to_first_step"}
+    assert s["memory_format"] == "nchw"  # channels_last is for CUDA only (engine.device.memory_format)
     assert parts["imports"] < 0.05  # not the first run of the process: no interpreter start or imports
     assert parts["model_to_first_step"] >= 0.4
     assert s["startup_s"] == pytest.approx(sum(parts.values()), abs=0.004)

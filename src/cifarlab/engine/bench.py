@@ -35,7 +35,8 @@ LOOPS = ("scratch", "supcon", "rotation", "embed", "finetune")
 # eager / compile: the product's two paths; the others isolate one lever each
 # frozenbn: the fine-tune loop with every BatchNorm on its running statistics (norm_stats=frozen, the product's
 # default from ImageNet weights) instead of batch statistics; the other loops ignore it
-VARIANTS = ("eager", "compile", "cudagraphs", "fused", "benchmark", "frozenbn")
+# cl / nchw: the memory format forced to channels_last / NCHW (eager: the product's, channels_last on CUDA)
+VARIANTS = ("eager", "compile", "cudagraphs", "fused", "benchmark", "frozenbn", "cl", "nchw")
 
 
 @dataclass
@@ -113,13 +114,19 @@ class _Settings:
         self.fused = variant == "fused"
         self.benchmark = variant == "benchmark"  # the product leaves cuDNN's autotuner off (cudnn_benchmark)
         self.compile = {"compile": "on", "cudagraphs": "cudagraphs"}.get(variant, "off")
+        self.layout = {"cl": True, "nchw": False}.get(variant)  # None: the product's choice
+
+    def memory_format(self, device: torch.device) -> torch.memory_format:
+        if self.layout is None:
+            return memory_format(device, True)
+        return torch.channels_last if self.layout else torch.contiguous_format
 
 
 def _training_loop(loop: str, model_name: str, x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int,
                    device: torch.device, variant: str, resolution: int) -> tuple[Callable[[], int], float]:
     """The product's training step for ``loop``; returns (step function, FLOPs per source image)."""
     s = _Settings(variant)
-    fmt = memory_format(device, True)
+    fmt = s.memory_format(device)
     k = int(y.max()) + 1
     if loop == "finetune":
         model = create_model(model_name, num_classes=k)
@@ -165,10 +172,12 @@ def _embed_loop(model_name: str, x: torch.Tensor, batch_size: int, steps: int, d
                 resolution: int) -> tuple[Callable[[], int], float]:
     """The linear probe's frozen-backbone embedding, as ``recipes.transfer.cached_features`` runs it."""
     s = _Settings(variant)
-    model = create_model(model_name).eval().to(device, memory_format=torch.channels_last)
+    model = create_model(model_name).eval()
+    # as cached_features: channels_last on the CPU (oneDNN), the product's format on CUDA unless a variant forces one
+    fmt = torch.channels_last if device.type == "cpu" and s.layout is None else s.memory_format(device)
+    model.to(device, memory_format=fmt)
     dc = model.data_config
-    aug = Augment("none", dc.mean or CIFAR10_MEAN, dc.std or CIFAR10_STD, resolution=resolution,
-                  memory_format=torch.channels_last)
+    aug = Augment("none", dc.mean or CIFAR10_MEAN, dc.std or CIFAR10_STD, resolution=resolution, memory_format=fmt)
     flops = forward_flops(model, resolution, device)
     features = compile_model(model.forward_features, s.compile)
     xs = x[: batch_size * steps].to(device)

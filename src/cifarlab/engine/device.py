@@ -7,6 +7,7 @@ import os
 import platform
 import random
 import resource
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,37 @@ def seed_everything(seed: int, deterministic: bool = False, cudnn_benchmark: boo
     torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
 
 
+def warm_up_kernels(device: torch.device) -> None:
+    """A small convolution forward and backward in bf16 channels_last, and a matrix product, on ``device``: the
+    CUDA context, the cuDNN/cuBLAS libraries and handles, and the common kernels' first loads. Draws no random
+    numbers (no module is initialised), so the run's random streams stay as seeded."""
+    fmt = memory_format(device, True)
+    weight = torch.ones(8, 8, 3, 3, device=device, requires_grad=True)
+    x = torch.ones(2, 8, 8, 8, device=device).contiguous(memory_format=fmt)
+    with autocast(device, "auto"):
+        torch.nn.functional.conv2d(x, weight, padding=1).float().sum().backward()
+        (torch.ones(64, 64, device=device) @ torch.ones(64, 64, device=device)).sum()
+    synchronize(device)
+
+
+def start_warm_up(device: torch.device) -> threading.Thread | None:
+    """On CUDA, :func:`warm_up_kernels` in a background thread, so that the CUDA start (about 1 s in the first step
+    of a process on an H100, docs/results.md) overlaps the dataset's loading; join it before using the device.
+    PyTorch hands a finished thread's library handles to the next thread that asks. None elsewhere."""
+    if device.type != "cuda":
+        return None
+
+    def run() -> None:
+        try:
+            warm_up_kernels(device)
+        except Exception:  # noqa: BLE001  (a failed warm-up only loses its head start; the run reports real errors)
+            pass
+
+    thread = threading.Thread(target=run, name="cifarlab-cuda-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued CUDA work (so wall-clock timings are true); nothing to wait for elsewhere."""
     if device.type == "cuda":
@@ -67,7 +99,15 @@ def set_threads(n: int) -> None:
 
 
 def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
+    """channels_last on CUDA when asked, NCHW elsewhere. Measured for EfficientNet-Lite0 at 224 px on an H100
+    (docs/results.md, "Cold shapes"): channels_last builds cuDNN plans for 3-4 s per new inference shape and 9-13 s
+    per new training shape, NCHW for 0.1-1.2 s, but channels_last then runs 1.5x (embedding) to 2.5x (fine-tune
+    step) faster, so it stays, and evaluation pads its batches to few shapes (``engine.embed.Padded``)."""
     return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+
+
+def format_name(fmt: torch.memory_format) -> str:
+    return "channels_last" if fmt == torch.channels_last else "nchw"
 
 
 def device_name(device: torch.device) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,15 +12,53 @@ from cifarlab.data.batches import eval_batches
 from cifarlab.engine.device import autocast
 
 
+def pads(device: torch.device) -> bool:
+    """Whether evaluation passes on ``device`` pad their batches (:class:`Padded`): on CUDA, where every new input
+    shape builds cuDNN plans. Callers pass it only for models in eval mode."""
+    return device.type == "cuda"
+
+
+def padded_size(n: int) -> int:
+    """The batch a forward pass of ``n`` rows is padded to: the next power of two. Evaluation then meets a handful
+    of shapes (1024 for every batch of a 1024-batch pass, its last partial batch included) instead of a new one per
+    split size: on CUDA every new shape builds new cuDNN execution plans, which cost seconds for a depthwise-conv
+    network (docs/results.md, "Cold shapes")."""
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def pad_rows(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``x`` with zero rows appended along dim 0 up to ``size`` rows."""
+    if len(x) >= size:
+        return x
+    return torch.cat([x, x.new_zeros((size - len(x), *x.shape[1:]))])
+
+
+class Padded:
+    """Calls ``fn`` on its input padded to :func:`padded_size` rows and returns the outputs' first rows (a tensor or
+    a tuple of tensors). Only for modules in eval mode: padding rows would change batch statistics."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        n = len(x)
+        out = self.fn(pad_rows(x, padded_size(n)))
+        return tuple(o[:n] for o in out) if isinstance(out, tuple) else out[:n]
+
+
 @torch.no_grad()
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, device: torch.device,
-          amp: str = "auto") -> torch.Tensor:
-    """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``."""
+          amp: str = "auto", pad: bool = False) -> torch.Tensor:
+    """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``.
+
+    ``pad``: each batch goes through ``fn`` padded to :func:`padded_size` rows (see there); only where ``fn`` treats
+    rows independently (eval mode). Callers pass it on CUDA."""
+    call = Padded(fn) if pad else fn
     out = []
     for sl in eval_batches(len(x), batch_size):
         xb = x[sl].to(device, non_blocking=True)
         with autocast(device, amp):
-            out.append(fn(xb).float())
+            out.append(call(xb).float())
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 

@@ -12,9 +12,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cifarlab
 from cifarlab import __version__
 
-_IMPORTED_AT = time.perf_counter()
+# more than this between the process's start and cifarlab's import is not the interpreter's own start-up
+INTERPRETER_START_MAX_S = 2.0
 
 
 def now() -> str:
@@ -49,12 +51,22 @@ def machine() -> str:
     return f"{platform.machine()} {platform.processor() or ''}".strip()
 
 
-def process_age_s() -> float:
-    """Seconds since this process started (Linux: from /proc, so the interpreter's start and every import count);
-    elsewhere, since cifarlab was imported."""
+def _proc_age_s() -> float | None:
+    """Seconds since this pid started (Linux /proc); None elsewhere."""
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])
         return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
-        return time.perf_counter() - _IMPORTED_AT
+        return None
+
+
+def process_age_s() -> float:
+    """Seconds since this process started: from /proc, so the interpreter's start and every import count. Where
+    the pid ran something else first, the time since cifarlab's import (which precedes torch's) is used instead: a
+    shell's ``exec`` keeps the pid and its start time (the last command of ``bash -c "a && b"`` is exec'd, so ``a``'s
+    minute counted as b's start-up on the H100, 2026-11-26), and a notebook imports cifarlab long after it started.
+    More than ``INTERPRETER_START_MAX_S`` between the two is taken for such a case."""
+    since_import = time.perf_counter() - cifarlab.IMPORTED_AT
+    age = _proc_age_s()
+    return age if age is not None and age - since_import <= INTERPRETER_START_MAX_S else since_import

@@ -23,15 +23,18 @@ from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, stratified_sample
 from cifarlab.data.augment import TTA_VIEWS, tta_view
 from cifarlab.engine import distributed, provenance
+from cifarlab.engine import embed as embedding
 from cifarlab.engine.device import (
     compile_model,
     device_name,
+    format_name,
     free_memory_bytes,
     memory_format,
     peak_memory_mb,
     resolve_device,
     seed_everything,
     set_threads,
+    start_warm_up,
 )
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitData, FitResult
@@ -73,6 +76,7 @@ class Prepared:
     std: tuple[float, ...]
     test_keep: torch.Tensor  # (M,) indices of test_x / test_y in the dataset's test split (CPU)
     compile: str = "off"  # how the training forward runs (``compile`` with ``auto`` resolved)
+    memory_format: str = "nchw"  # the model's and its inputs' layout (``engine.device.memory_format``)
     entered_at: float = 0.0  # time.perf_counter() when ``execute`` began (after the process's imports)
     prepared_at: float = 0.0  # ... when the images were on the device and the run directory written
 
@@ -149,6 +153,7 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed, cfg.deterministic, cfg.cudnn_benchmark)
     device = resolve_device(cfg.device)
+    warm_up = start_warm_up(device)  # the CUDA start overlaps the dataset's loading
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size)
     data_load_s = time.perf_counter() - t0
@@ -162,6 +167,8 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     test_keep = torch.arange(len(data.test_y))
     if cfg.test_per_class:
         test_keep = make_split(data.test_y, per_class=cfg.test_per_class, val_fraction=0.0, seed=cfg.seed).train
+    if warm_up is not None:
+        warm_up.join()
     _check_fits(data, device)
     train_x = data.train_x.to(device)
     mean, std = data.channel_stats(split.train, train_x)
@@ -201,6 +208,7 @@ def to_device(model: nn.Module, p: Prepared, cfg: RunConfig) -> tuple[nn.Module,
         model = distributed.sync_batchnorm(model, p.device)
     fmt = memory_format(p.device, cfg.channels_last)
     model.to(p.device, memory_format=fmt)
+    p.memory_format = format_name(fmt)
     p.compile = compile_mode(cfg, p)
     return model, compile_model(model, p.compile)
 
@@ -243,7 +251,7 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
         test_features: precomputed test embeddings (cached linear probes) instead of ``features_fn``.
     """
     feats = test_features if test_features is not None else embed(features_fn, p.test_x, cfg.eval_batch_size,
-                                                                   p.device, cfg.amp)
+                                                                   p.device, cfg.amp, pad=embedding.pads(p.device))
     check_finite(feats, "test embeddings")
     logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
     preds = logits.argmax(1)
@@ -280,7 +288,8 @@ def test_time_augmented_logits(features_fn: Callable[[torch.Tensor], torch.Tenso
     """Mean logits over the TTA views of ``x`` (uint8 on the device): (M, K)."""
     total = None
     for view in TTA_VIEWS:
-        feats = embed(features_fn, tta_view(x, view), cfg.eval_batch_size, x.device, cfg.amp)
+        feats = embed(features_fn, tta_view(x, view), cfg.eval_batch_size, x.device, cfg.amp,
+                      pad=embedding.pads(x.device))
         logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
         total = logits if total is None else total + logits
     return total / len(TTA_VIEWS)
@@ -293,6 +302,7 @@ def fit_summary(result: FitResult, p: Prepared) -> dict[str, Any]:
            "images_per_s": round(result.images_per_s, 1), "num_train": len(p.split.train),
            "num_val": len(p.split.val), "num_test": len(p.test_y), "classes": p.data.classes,
            "peak_memory_mb": peak_memory_mb(p.device), "data_load_s": round(p.data_load_s, 3), "compile": p.compile,
+           "memory_format": p.memory_format,
            **result.timing()}
     if result.first_step_at is not None:  # process (or run) start to the first optimizer step, data loading excluded
         out["startup_s"] = round(result.first_step_at - p.started_at - p.data_load_s, 3)

@@ -1,0 +1,78 @@
+"""Evaluation passes padded to power-of-two batches: a handful of shapes reach the model, and no output changes."""
+
+import pytest
+import torch
+from torch import nn
+
+from cifarlab.data import Augment
+from cifarlab.engine.embed import Padded, embed, padded_size
+from cifarlab.engine.fit import evaluate
+from cifarlab.objectives import Classification, Rotation
+
+
+class _Recorder(nn.Module):
+    """A conv + BatchNorm net that records the batch size of every call."""
+
+    def __init__(self, out: int = 5) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, out))
+        self.sizes: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.append(len(x))
+        return self.net(x.float() / 255)
+
+
+def _trained_stats(model: _Recorder) -> _Recorder:
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8))  # non-trivial running statistics
+    model.sizes.clear()
+    return model.eval()
+
+
+@pytest.mark.parametrize("n, size", [(1, 1), (2, 2), (3, 4), (904, 1024), (1024, 1024), (1025, 2048), (4000, 4096)])
+def test_padded_size_is_the_next_power_of_two(n, size):
+    assert padded_size(n) == size
+
+
+def test_padded_call_returns_the_rows_of_the_unpadded_call_for_tensors_and_tuples():
+    model = _trained_stats(_Recorder())
+    x = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    with torch.no_grad():
+        plain = model(x)
+        padded = Padded(model)(x)
+        pair = Padded(lambda t: (model(t), model(t) * 2))(x)
+    assert model.sizes[1:] == [8, 8, 8]  # the padded calls saw 8 rows
+    assert padded.shape == plain.shape and torch.allclose(padded, plain, atol=1e-6)
+    assert len(pair) == 2 and torch.allclose(pair[1], 2 * plain, atol=1e-6)
+
+
+def test_padded_embedding_equals_the_plain_one_and_sees_power_of_two_batches():
+    model = _trained_stats(_Recorder(out=7))
+    x = torch.randint(0, 256, (45, 3, 8, 8), dtype=torch.uint8)
+    plain = embed(model, x, 16, torch.device("cpu"))
+    assert model.sizes == [16, 16, 13]  # the last batch is a new shape without padding
+    model.sizes.clear()
+    padded = embed(model, x, 16, torch.device("cpu"), pad=True)
+    assert model.sizes == [16, 16, 16]
+    assert padded.shape == plain.shape and torch.allclose(padded, plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("task_name", ["classification", "rotation"])
+def test_padded_evaluation_gives_the_same_loss_and_accuracy(task_name):
+    aug = Augment("none", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    task = Classification(aug) if task_name == "classification" else Rotation(aug)
+    model = _trained_stats(_Recorder(out=5 if task_name == "classification" else 4))
+    x = torch.randint(0, 256, (37, 3, 8, 8), dtype=torch.uint8)
+    y = torch.randint(0, 5, (37,))
+    plain = evaluate(model, task, x, y, 16, torch.device("cpu"), "off", pad=False)
+    plain_sizes, model.sizes = model.sizes, []
+    padded = evaluate(model, task, x, y, 16, torch.device("cpu"), "off", pad=True)
+    per = 1 if task_name == "classification" else 4  # rotation evaluates 4 rotated copies per image
+    assert plain_sizes == [16 * per, 16 * per, 5 * per]
+    assert model.sizes == [16 * per, 16 * per, padded_size(5 * per)]  # one shape fewer
+    assert padded["acc"] == pytest.approx(plain["acc"]) and padded["loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert not model.training  # evaluate restores the mode it found (eval here)
