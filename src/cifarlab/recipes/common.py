@@ -109,15 +109,27 @@ def _check_existing(cfg: RunConfig, run: RunDir) -> None:
                         "use --resume to continue it, --overwrite to replace it, or --name for a new one")
 
 
-_FIRST_RUN = [True]  # the first run of a process counts the interpreter's start and imports as its start-up
-_STARTED_AT = [0.0, 0.0]  # the run's start (the process's, for its first run), and when execute() began
+@dataclass
+class _RunClock:
+    """When the current run started (the process's start, for its first run: the interpreter's start and the
+    imports count as its start-up) and when ``execute`` began, as ``time.perf_counter()`` values."""
+
+    started_at: float = 0.0
+    entered_at: float = 0.0
+    first_run: bool = True
+
+    def start(self) -> None:
+        self.entered_at = time.perf_counter()
+        self.started_at = self.entered_at - (provenance.process_age_s() if self.first_run else 0.0)
+        self.first_run = False
+
+
+_CLOCK = _RunClock()
 
 
 def execute(cfg: RunConfig) -> RunResult:
     """Run ``cfg.recipe`` into its run directory and return the final summary (raises on failure)."""
-    _STARTED_AT[1] = time.perf_counter()
-    _STARTED_AT[0] = _STARTED_AT[1] - (provenance.process_age_s() if _FIRST_RUN[0] else 0.0)
-    _FIRST_RUN[0] = False
+    _CLOCK.start()
     distributed.setup()
     recipe: Recipe = RECIPES.get(cfg.recipe)
     if not isinstance(cfg, recipe.config_class):
@@ -189,8 +201,8 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     fit = FitData(x=train_x, y=data.train_y.to(device), train_idx=split.train.to(device),
                   val_idx=split.val.to(device))
     test_x, test_y = data.test_x[test_keep].to(device), data.test_y[test_keep].to(device)
-    return Prepared(data, split, device, fit, data_load_s, _STARTED_AT[0], test_x, test_y, mean, std, test_keep,
-                    entered_at=_STARTED_AT[1], prepared_at=time.perf_counter())
+    return Prepared(data, split, device, fit, data_load_s, _CLOCK.started_at, test_x, test_y, mean, std, test_keep,
+                    entered_at=_CLOCK.entered_at, prepared_at=time.perf_counter())
 
 
 def _check_fits(data: ImageData, device: torch.device) -> None:

@@ -119,17 +119,17 @@ def flip_features(cfg: TransferConfig, p: Prepared) -> bool:
     return cfg.flip_features == "on" or (cfg.flip_features == "auto" and p.device.type == "cuda")
 
 
-def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: Augment
+def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: Augment, flip: bool
                     ) -> tuple[Embedded, dict[str, float]]:
     """Frozen embeddings of the split's train and validation images and of the test images, computed once and kept
     on disk, keyed by backbone, weights, resolution, normalisation, dataset content and the images embedded (split
-    and test subset). With ``flip_features`` each row holds (image, mirrored image): (N, 2, D). Also returns the
-    seconds spent on the train/validation and on the test images (0 on a cache hit)."""
+    and test subset). With ``flip`` (the run's ``flip_features``) each row holds (image, mirrored image): (N, 2, D).
+    Also returns the seconds spent on the train/validation and on the test images (0 on a cache hit)."""
     used = torch.cat([p.split.train, p.split.val]).sort().values
     test_keep = p.test_keep.cpu()
     images = hashlib.sha256(used.numpy().tobytes() + b"|" + test_keep.numpy().tobytes()).hexdigest()[:16]
     key = "|".join([model.name, _weights_id(cfg), str(augment.resolution), str(augment.mean), str(augment.std),
-                    p.data.digest, images, str(flip_features(cfg, p)), "v2"])
+                    p.data.digest, images, str(flip), "v2"])
     path = Path(cfg.data_root or default_root()) / "cache" / "embeddings" / (
         hashlib.sha256(key.encode()).hexdigest()[:24] + ".pt")
     if path.is_file():
@@ -150,7 +150,7 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
     def both_flips(x: torch.Tensor) -> torch.Tensor:
         return torch.stack([features(x), features(x.flip(3))], 1)  # (B, 2, D)
 
-    fn = both_flips if flip_features(cfg, p) else features
+    fn = both_flips if flip else features
     used = used.to(p.device)
     t0 = time.perf_counter()
     pad = embedding.pads(p.device)  # eval mode: padding the last batch changes no embedding (engine.embed.Padded)
@@ -169,11 +169,12 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
 def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model: Backbone, augment: Augment
                        ) -> dict[str, Any]:
     t0 = time.perf_counter()
-    emb, seconds = cached_features(model, p, cfg, augment)
+    flip = flip_features(cfg, p)
+    emb, seconds = cached_features(model, p, cfg, augment, flip)
     check_finite(emb.train, "train/validation embeddings")
     embed_time = time.perf_counter() - t0  # train, validation and test images (or a cache read)
     train_rows, val_rows, y = emb.rows(p.fit.train_idx), emb.rows(p.fit.val_idx), p.fit.y[emb.used]
-    if flip_features(cfg, p):
+    if flip:
         # train on both flips as separate examples; validate and test on the mean over flips (TTA)
         n = len(emb.train)
         data = FitData(x=torch.cat([emb.train[:, 0], emb.train[:, 1], emb.train.mean(1)]), y=y.repeat(3),
@@ -187,7 +188,7 @@ def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model:
                  p.device)
     summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
                                 test_features=test_f)
-    return {**summary, "flip_features": flip_features(cfg, p), "embed_time_s": round(embed_time, 3),
+    return {**summary, "flip_features": flip, "embed_time_s": round(embed_time, 3),
             "embed_train_val_s": round(seconds["train"], 3), "embed_test_s": round(seconds["test"], 3)}
 
 
