@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from cifarlab.data.augment import CIFAR10_MEAN, CIFAR10_STD, Augment, ContrastiveViews
-from cifarlab.engine.device import autocast, compile_model, memory_format, synchronize
+from cifarlab.engine.device import autocast, compile_model, inference_format, memory_format, synchronize
 from cifarlab.engine.fit import train_step
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.models import ProjectionHead, create_model
@@ -173,8 +173,7 @@ def _embed_loop(model_name: str, x: torch.Tensor, batch_size: int, steps: int, d
     """The linear probe's frozen-backbone embedding, as ``recipes.transfer.cached_features`` runs it."""
     s = _Settings(variant)
     model = create_model(model_name).eval()
-    # as cached_features: channels_last on the CPU (oneDNN), the product's format on CUDA unless a variant forces one
-    fmt = torch.channels_last if device.type == "cpu" and s.layout is None else s.memory_format(device)
+    fmt = inference_format(device, True) if s.layout is None else s.memory_format(device)  # as cached_features
     model.to(device, memory_format=fmt)
     dc = model.data_config
     aug = Augment("none", dc.mean or CIFAR10_MEAN, dc.std or CIFAR10_STD, resolution=resolution, memory_format=fmt)

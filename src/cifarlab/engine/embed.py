@@ -48,12 +48,13 @@ class Padded:
 
 @torch.no_grad()
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, device: torch.device,
-          amp: str = "auto", pad: bool = False) -> torch.Tensor:
+          amp: str = "auto", pad: bool | None = None) -> torch.Tensor:
     """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``.
 
-    ``pad``: each batch goes through ``fn`` padded to :func:`padded_size` rows (see there); only where ``fn`` treats
-    rows independently (eval mode). Callers pass it on CUDA."""
-    call = Padded(fn) if pad else fn
+    ``pad`` (default: :func:`pads`, i.e. on CUDA): each batch goes through ``fn`` padded to :func:`padded_size`
+    rows. That assumes ``fn`` treats rows independently (eval mode); pass ``pad=False`` for a model normalising by
+    batch statistics."""
+    call = Padded(fn) if (pad if pad is not None else pads(device)) else fn
     out = []
     for sl in eval_batches(len(x), batch_size):
         xb = x[sl].to(device, non_blocking=True)

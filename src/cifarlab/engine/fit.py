@@ -454,10 +454,11 @@ class WeightAverage(torch.optim.swa_utils.AveragedModel):
         if self.updates == 1:
             torch._foreach_copy_(avg, cur)
         else:
-            floats = [i for i, t in enumerate(avg) if t.is_floating_point()]
-            torch._foreach_lerp_([avg[i] for i in floats], [cur[i] for i in floats], 1.0 - self.decay_at(self.updates))
-            for i in sorted(set(range(len(avg))) - set(floats)):
-                avg[i].copy_(cur[i])
+            floats = [(a, c) for a, c in zip(avg, cur) if a.is_floating_point()]
+            torch._foreach_lerp_([a for a, _ in floats], [c for _, c in floats], 1.0 - self.decay_at(self.updates))
+            for a, c in zip(avg, cur):
+                if not a.is_floating_point():
+                    a.copy_(c)
         self.n_averaged += 1  # kept for torch's state_dict layout (checkpoints)
 
     def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False):

@@ -23,7 +23,6 @@ from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, stratified_sample
 from cifarlab.data.augment import TTA_VIEWS, tta_view
 from cifarlab.engine import distributed, provenance
-from cifarlab.engine import embed as embedding
 from cifarlab.engine.device import (
     compile_model,
     device_name,
@@ -263,7 +262,7 @@ def finish_classifier(cfg: RunConfig, run: RunDir, p: Prepared, features_fn: Cal
         test_features: precomputed test embeddings (cached linear probes) instead of ``features_fn``.
     """
     feats = test_features if test_features is not None else embed(features_fn, p.test_x, cfg.eval_batch_size,
-                                                                   p.device, cfg.amp, pad=embedding.pads(p.device))
+                                                                   p.device, cfg.amp)
     check_finite(feats, "test embeddings")
     logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
     preds = logits.argmax(1)
@@ -300,8 +299,7 @@ def test_time_augmented_logits(features_fn: Callable[[torch.Tensor], torch.Tenso
     """Mean logits over the TTA views of ``x`` (uint8 on the device): (M, K)."""
     total = None
     for view in TTA_VIEWS:
-        feats = embed(features_fn, tta_view(x, view), cfg.eval_batch_size, x.device, cfg.amp,
-                      pad=embedding.pads(x.device))
+        feats = embed(features_fn, tta_view(x, view), cfg.eval_batch_size, x.device, cfg.amp)
         logits = torch.cat([head_fn(feats[i:i + 4096]).float() for i in range(0, len(feats), 4096)])
         total = logits if total is None else total + logits
     return total / len(TTA_VIEWS)

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from cifarlab.config import RunConfig
-from cifarlab.engine import embed as embedding
 from cifarlab.engine.embed import embed, knn_predict
 from cifarlab.engine.fit import FitData, FitResult, FitSpec, fit
 from cifarlab.engine.optim import param_groups
@@ -38,9 +37,8 @@ class Embedded:
 def frozen_embeddings(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig) -> Embedded:
     """Embeddings of the train and validation images of the split (not the whole train split) and the test set."""
     used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
-    pad = embedding.pads(p.device)  # the encoder is in eval mode (engine.embed.Padded)
-    emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp, pad=pad),
-                   embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp, pad=pad))
+    emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp),
+                   embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
     check_finite(emb.train, "train/validation embeddings")
     check_finite(emb.test, "test embeddings")
     return emb
@@ -96,12 +94,12 @@ def _write_rows(run_dir: RunDir, name: str, rows: list[dict[str, Any]]) -> None:
 
 
 def probe_head(p: Prepared, fn: Callable[[torch.Tensor], torch.Tensor], cfg: RunConfig, epochs: int, lr: float,
-               run_dir: RunDir, pad: bool = False) -> nn.Linear:
+               run_dir: RunDir, pad: bool | None = None) -> nn.Linear:
     """A linear head fitted on frozen embeddings of the split's train images (selected on validation; the test
     images are not touched): the starting head of LP-FT fine-tuning. It trains with the run's label smoothing,
     which bounds its logits: a head that fits its few training images with near-infinite confidence sends large
-    gradients into the backbone on the first augmented batches and undoes the probe. ``pad``: see
-    ``engine.embed.embed`` (only where ``fn`` uses no batch statistics)."""
+    gradients into the backbone on the first augmented batches and undoes the probe. ``pad``: as in
+    ``engine.embed.embed``; ``False`` where ``fn`` normalises by batch statistics."""
     used = torch.cat([p.fit.train_idx, p.fit.val_idx]).sort().values
     emb = Embedded(used, embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp, pad=pad), None)
     check_finite(emb.train, "train/validation embeddings")

@@ -13,7 +13,6 @@ import numpy as np
 
 from cifarlab.config import RotationConfig
 from cifarlab.data import Augment, stratified_sample
-from cifarlab.engine import embed as embedding
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitSpec, evaluate, fit
 from cifarlab.engine.optim import make_optimizer, param_groups
@@ -38,7 +37,7 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     # embeddings of a test subset for the report's t-SNE (labels are read here, after training, for colouring)
     keep = stratified_sample(p.test_y.cpu(), cfg.embed_samples, seed=cfg.seed)
     feats = embed(lambda x: model.forward_features(augment.eval(x)), p.test_x[keep.to(p.device)],
-                  cfg.eval_batch_size, p.device, cfg.amp, pad=embedding.pads(p.device))
+                  cfg.eval_batch_size, p.device, cfg.amp)
     check_finite(feats, "test embeddings")
     run_dir.save_npz("predictions.npz", labels=p.test_y.cpu().numpy(), classes=np.array(p.data.classes),
              embed_idx=keep.numpy(), embeddings=feats.cpu().numpy().astype(np.float16))
