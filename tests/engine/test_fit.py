@@ -102,8 +102,8 @@ def test_lagging_batchnorm_statistics_are_told_apart_from_divergence():
     row = _row(model, task, data)
     spec = FitSpec(epochs=1, batch_size=16, lr=0.1, eval_batch_size=16)
     assert row["val_loss"] > spec.divergence_factor * math.log(10)  # eval mode looks diverged
-    result, notes = FitResult(), []
-    _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10), 0.1, 16, result, notes.append)
+    result, notes = FitResult(peak_lr=0.1, batch_size=16), []
+    _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10), result, notes.append)
     assert result.bn_lag_epochs == [1] and "BatchNorm running statistics" in notes[0]
     assert row["val_loss_batch_stats"] < spec.divergence_factor * math.log(10)
     for k, v in model.bn.named_buffers():  # the diagnosis left the running statistics as they were
@@ -119,8 +119,8 @@ def test_exploded_weights_are_divergence_even_with_batch_statistics():
     row = _row(model, task, data)
     spec = FitSpec(epochs=1, batch_size=16, lr=0.1, eval_batch_size=16)
     with pytest.raises(TrainingDiverged, match=r"validation loss .* with batch statistics.*try --lr 0.01"):
-        _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10), 0.1, 16, FitResult(),
-                          lambda m: None)
+        _check_divergence(row, model, task, data, spec, torch.device("cpu"), math.log(10),
+                          FitResult(peak_lr=0.1, batch_size=16), lambda m: None)
 
 
 def test_batch_statistics_loss_is_finite_and_restores_the_training_mode():

@@ -95,6 +95,33 @@ class FitData:
     val_idx: torch.Tensor
 
 
+@dataclass(frozen=True)
+class StepPlan:
+    """How a run lays out its optimizer steps: the batch, the steps per epoch and in all, the warm-up, the peak rate
+    (and the rule that gave it)."""
+
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    warmup: int
+    peak_lr: float
+    lr_rule: str
+
+    @classmethod
+    def of(cls, spec: FitSpec, n_train: int, world: int = 1) -> StepPlan:
+        if n_train == 0:
+            raise ConfigError("no training images in the split")
+        batch_size = min(spec.batch_size, n_train)
+        if world > 1 and batch_size % world:
+            raise ConfigError(f"batch_size={batch_size} must be divisible by the {world} processes")
+        steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
+        if spec.max_steps_per_epoch:
+            steps_per_epoch = min(steps_per_epoch, spec.max_steps_per_epoch)
+        lr, rule = spec.peak_lr(batch_size)
+        return cls(batch_size, steps_per_epoch, steps_per_epoch * spec.epochs, warmup_steps(spec, steps_per_epoch),
+                   lr, rule)
+
+
 @dataclass
 class FitResult:
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -205,19 +232,8 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     """
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
     fwd = forward_model if forward_model is not None else model
-    n_train = len(data.train_idx)
-    if n_train == 0:
-        raise ConfigError("no training images in the split")
     d = distributed.get()
-    batch_size = min(spec.batch_size, n_train)
-    if d.enabled and batch_size % d.world:
-        raise ConfigError(f"batch_size={batch_size} must be divisible by the {d.world} processes")
-    steps_per_epoch = num_batches(n_train, batch_size, drop_last=True)
-    if spec.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, spec.max_steps_per_epoch)
-    total_steps = steps_per_epoch * spec.epochs
-    warmup = warmup_steps(spec, steps_per_epoch)
-    lr, rule = spec.peak_lr(batch_size)
+    plan = StepPlan.of(spec, len(data.train_idx), d.world if d.enabled else 1)
     num_classes = int(data.y.max().item()) + 1 if len(data.y) else 1
     chance = task.chance_loss(num_classes, min(spec.eval_batch_size, max(len(data.val_idx), 1)))
     train_fwd = fwd
@@ -226,27 +242,28 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
 
         train_fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
 
-    result = FitResult(peak_lr=lr, lr_rule=rule, batch_size=batch_size)
+    result = FitResult(peak_lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size)
     ema = _weight_average(model, optimizer, spec.ema)
     eval_model = ema.module if ema is not None else model  # what is validated, selected, saved as best and tested
     start_epoch, step = _restore(model, optimizer, spec, run, device, result, log, ema) if spec.resume else (0, 0)
     if run is not None:
-        run.update_summary(peak_lr=lr, lr_rule=rule, batch_size=batch_size, warmup_steps=warmup)
+        run.update_summary(peak_lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
+                           warmup_steps=plan.warmup)
     if start_epoch < spec.epochs:
-        log(f"lr {lr:.4g} ({rule}); {steps_per_epoch} steps per epoch, warm-up {warmup} steps")
+        log(f"lr {plan.peak_lr:.4g} ({plan.lr_rule}); {plan.steps_per_epoch} steps per epoch, warm-up "
+            f"{plan.warmup} steps")
     writer = None  # opened after the first epoch: importing TensorBoard is not worth delaying the first step for
     best_state = None
     model.train()
     for epoch in range(start_epoch + 1, spec.epochs + 1):
         t0 = time.perf_counter()
-        row, times, step = train_one_epoch(train_fwd, task, data, optimizer, spec, device, epoch, step, batch_size,
-                                           steps_per_epoch, total_steps, warmup, lr, result)
+        row, times, step = train_one_epoch(train_fwd, task, data, optimizer, spec, plan, device, epoch, step, result)
         if len(data.val_idx):  # the eager module: evaluation shapes never trigger a recompilation
             val = evaluate(eval_model, task, data.x[data.val_idx], data.y[data.val_idx], spec.eval_batch_size,
                            device, spec.amp)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
         row.update(times, wall_time_s=round(time.perf_counter() - t0, 4))
-        _check_divergence(row, eval_model, task, data, spec, device, chance, lr, batch_size, result, log)
+        _check_divergence(row, eval_model, task, data, spec, device, chance, result, log)
         result.history.append(row)
         is_best = _select(row, task, result, len(data.val_idx) > 0)
         if is_best:
@@ -293,8 +310,7 @@ FIRST_EPOCH_MARKS = (1, 2, 5, 10, 20, 50, 100)
 
 
 def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, spec: FitSpec,
-                    device: torch.device, epoch: int, step: int, batch_size: int, steps_per_epoch: int,
-                    total_steps: int, warmup: int, peak: float, result: FitResult
+                    plan: StepPlan, device: torch.device, epoch: int, step: int, result: FitResult
                     ) -> tuple[dict[str, Any], dict[str, float], int]:
     """One pass over the shuffled training indices; returns the epoch's metrics, its timings and the next step."""
     d = distributed.get()
@@ -307,6 +323,7 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    batch_size, steps_per_epoch, peak = plan.batch_size, plan.steps_per_epoch, plan.peak_lr
     seen, preds, lr = 0, 0, peak
     marks = result.first_epoch_marks if result.first_step_at is None else None
     bar = tqdm(total=steps_per_epoch * batch_size, disable=not progress_enabled(spec.progress), leave=False,
@@ -316,7 +333,7 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
         if i >= steps_per_epoch:
             break
         idx = idx[d.rank::d.world]  # this rank's shard of the global batch
-        lr = set_lr(optimizer, peak, lr_factor(step, total_steps, warmup, spec.schedule, spec.milestones,
+        lr = set_lr(optimizer, peak, lr_factor(step, plan.total_steps, plan.warmup, spec.schedule, spec.milestones,
                                                spec.gamma))
         try:
             loss, c, k = train_step(model, task, optimizer, data.x[idx], data.y[idx], aug_gen, device, spec.amp)
@@ -373,8 +390,7 @@ def _lr_advice(lr: float, batch_size: int) -> str:
 
 
 def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: FitData, spec: FitSpec,
-                      device: torch.device, chance: float, lr: float, batch_size: int, result: FitResult,
-                      log: Callable[[str], None]) -> None:
+                      device: torch.device, chance: float, result: FitResult, log: Callable[[str], None]) -> None:
     """Stop a run whose loss exploded; tell BatchNorm's lagging running statistics apart and let those pass.
 
     Diverged: the training loss, or the validation loss both with running and with batch statistics, is over
@@ -387,7 +403,7 @@ def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: F
     if not row["train_loss"] <= limit:  # also catches NaN
         raise TrainingDiverged(f"diverged: training loss {row['train_loss']:.3g} after epoch {epoch} is over "
                                f"{spec.divergence_factor:g}x the chance level {chance:.3g}; "
-                               f"{_lr_advice(lr, batch_size)}")
+                               f"{_lr_advice(result.peak_lr, result.batch_size)}")
     val_loss, val_acc = row.get("val_loss"), row.get("val_acc", float("nan"))
     if val_loss is None or val_loss <= limit:
         return
@@ -405,7 +421,7 @@ def _check_divergence(row: dict[str, Any], model: nn.Module, task: Task, data: F
         return
     raise TrainingDiverged(f"diverged: validation loss {val_loss:.3g} after epoch {epoch} ({with_batch_stats:.3g} "
                            f"with batch statistics) is over {spec.divergence_factor:g}x the chance level "
-                           f"{chance:.3g}; {_lr_advice(lr, batch_size)}")
+                           f"{chance:.3g}; {_lr_advice(result.peak_lr, result.batch_size)}")
 
 
 def _select(row: dict[str, Any], task: Task, result: FitResult, has_val: bool) -> bool:
