@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from torch import nn
-from torchvision.models import get_model
 
 from cifarlab.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from cifarlab.models.backbone import MODELS, Backbone, DataConfig
@@ -45,6 +44,8 @@ def _blocks_split_at_pools(seq: nn.Sequential, prefix: str, names: list[str]) ->
 def _tv_backbone(name: str, arch: str, classifier: str, cut: Callable[[nn.Module], int],
                  blocks: Callable[[nn.Module], dict[str, tuple[str, ...]]], partial_from: str, num_classes: int,
                  weights: str) -> Backbone:
+    from torchvision.models import get_model  # here, not at import: torchvision pulls in torch._dynamo (2-4 s)
+
     net = get_model(arch, weights=None)
     data = _load(net, arch, weights, classifier)
     num_features = cut(net)  # drop the ImageNet classifier; returns the feature dimension
