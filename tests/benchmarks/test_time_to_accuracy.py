@@ -1,0 +1,35 @@
+"""benchmarks/time_to_accuracy.py: the seeds' mean ± sd comes from the timed runs' own summaries, and the warm-up
+run is trained but never counted."""
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "time_to_accuracy.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("time_to_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mean_and_spread_over_the_timed_seeds_only(tmp_path, capsys):
+    out = tmp_path / "runs"
+    rc = _load().main(["--dataset", "synthetic:10:60:30", "--out", str(out), "--seeds", "0,1", "--label", "t",
+                       "--target", "0.0", "--set", "model=cnn_small", "--set", "epochs=1", "--set", "image_size=16",
+                       "--set", "embed_samples=0"])
+    assert rc == 0
+    result = json.loads((out / "time_to_accuracy-t.json").read_text())
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    assert (out / "tta-t-warmup" / "summary.json").is_file()  # trained, not counted
+    summaries = [json.loads((out / f"tta-t-s{s}" / "summary.json").read_text()) for s in (0, 1)]
+    accs = [s["test_acc"] for s in summaries]
+    secs = [s["train_time_s"] for s in summaries]
+    assert result["test_acc_mean"] == statistics.fmean(accs)
+    assert result["test_acc_sd"] == statistics.stdev(accs)
+    assert result["train_time_s_mean"] == statistics.fmean(secs)
+    assert result["seeds_at_target"] == 2
+    assert "2 seeds, 1 epoch, batch" in capsys.readouterr().out
