@@ -12,11 +12,11 @@ RESNET_BLOCKS = {"stem": ("conv1", "bn1"), "layer1": ("layer1",), "layer2": ("la
                  "layer4": ("layer4",)}
 
 
-def _cifar_resnet(name: str, arch: str, num_classes: int, weights: str) -> Backbone:
+def _cifar_resnet(name: str, num_classes: int, weights: str) -> Backbone:
     """torchvision's ResNet with the CIFAR stem: 3x3 stride-1 first conv and no max-pool, for 32x32 inputs."""
     from torchvision import models  # here, not at import: torchvision pulls in torch._dynamo (2-4 s)
 
-    net = getattr(models, arch)(weights=None)
+    net = getattr(models, name)(weights=None)  # the same name in torchvision
     net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()
     net.fc = nn.Identity()
@@ -29,13 +29,13 @@ def _cifar_resnet(name: str, arch: str, num_classes: int, weights: str) -> Backb
 @MODELS.register()
 def resnet18(num_classes: int = 0, weights: str = "none") -> Backbone:
     """ResNet18, CIFAR stem (11.2M parameters); no pretrained weights exist for this stem."""
-    return _cifar_resnet("resnet18", "resnet18", num_classes, weights)
+    return _cifar_resnet("resnet18", num_classes, weights)
 
 
 @MODELS.register()
 def resnet34(num_classes: int = 0, weights: str = "none") -> Backbone:
     """ResNet34, CIFAR stem."""
-    return _cifar_resnet("resnet34", "resnet34", num_classes, weights)
+    return _cifar_resnet("resnet34", num_classes, weights)
 
 
 def _conv_norm(cin: int, cout: int, group_norm: bool) -> nn.Sequential:
