@@ -114,6 +114,8 @@ class RunConfig:
     embed_samples: int = opt(2000, "test images whose embeddings are saved for t-SNE/UMAP (stratified)", lo=0)
     max_steps_per_epoch: int = opt(0, "cap on optimizer steps per epoch (smoke tests); 0 = no cap", lo=0)
     progress: str = opt("auto", "progress bar", choices=("auto", "on", "off"))
+    series: str = opt("", "a study's curve this run belongs to (e.g. the low-label curve's method); set by the study "
+                          "file, recorded in summary.json as study_series before the run starts")
 
     def check(self) -> None:
         """Cross-key rules (single keys are checked by :func:`validate`)."""

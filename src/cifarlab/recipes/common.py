@@ -140,7 +140,7 @@ def execute(cfg: RunConfig) -> RunResult:
         if cfg.resume and run.read_summary().get("status") == "complete":
             return RunResult(run.path, run.read_summary())
         run.update_summary(recipe=cfg.recipe, model=cfg.model, dataset=cfg.dataset, status="running",
-                           started=provenance.now(), error=None)
+                           started=provenance.now(), error=None, **({"study_series": cfg.series} if cfg.series else {}))
         try:
             summary = recipe.run(cfg, run)
         except TrainingDiverged as exc:
