@@ -16,7 +16,7 @@ from collections.abc import Callable
 import timm
 import torch
 
-from cifarlab.engine import bench
+from cifarlab import bench
 
 
 def plain_loop(resolution: int, batch_size: int, steps: int) -> Callable[[], int]:

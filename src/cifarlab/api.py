@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from cifarlab import config as config_mod
-from cifarlab.config import RunConfig
+from cifarlab.config import RunConfig, make_config
 from cifarlab.recipes import RECIPES, RunResult, execute
-from cifarlab.recipes.resolve import make_config
 
 __all__ = ["make_config", "train", "report", "study", "study_plan", "bench", "keys_help", "recipes_help",
-           "recipe_names", "model_names", "config_class"]
+           "recipe_names", "model_names", "models_help", "config_class"]
 
 
 def recipe_names() -> list[str]:
@@ -66,11 +65,11 @@ def study_plan(study_file: str, out: str) -> str:
 
 def bench(options: Any = None, log=None) -> str:
     """Each regime's hot loop as the product runs it (and the notebook pipeline): steady-state images/s, TFLOP/s,
-    MFU, and the warm-up/compile seconds apart. ``options``: an :class:`cifarlab.engine.bench.BenchOptions`."""
+    MFU, and the warm-up/compile seconds apart. ``options``: an :class:`cifarlab.bench.BenchOptions`."""
     import os
 
+    from cifarlab import bench as b
     from cifarlab.data import load_dataset
-    from cifarlab.engine import bench as b
     from cifarlab.engine.device import resolve_device
 
     o = options or b.BenchOptions()
@@ -95,6 +94,20 @@ def bench(options: Any = None, log=None) -> str:
             f"forward); MFU against the dense bf16 peak (CUDA only); warm-up = the first call (allocation, "
             f"autotuning, compilation), images/s = median of {o.repeats} calls of {o.steps} steps after it\n"
             + b.format_rows(rows))
+
+
+def models_help() -> str:
+    """One line per registered model: its pretrained weights (or none) and what ``partial`` unfreezes."""
+    from cifarlab.models import CARDS, MODELS
+
+    lines = [f"  {'model':<20} {'pretrained weights':<62} last block (partial)"]
+    for name in MODELS.names():
+        card = CARDS.get(name)
+        weights = card.weights if card and card.weights else "none (random init only)"
+        lines.append(f"  {name:<20} {weights:<62} {card.last_block if card else '?'}")
+    lines.append("  timm:ARCH            any timm architecture; pretrained weights from the Hugging Face hub "
+                 "(HF_HUB_OFFLINE=1 when offline); partial: its last stage")
+    return "\n".join(lines)
 
 
 def keys_help(recipe: str) -> str:

@@ -8,36 +8,42 @@ import sys
 from pathlib import Path
 
 from cifarlab import api, config
+from cifarlab.bench import BenchOptions
 from cifarlab.engine import distributed
-from cifarlab.engine.bench import BenchOptions
 from cifarlab.errors import CifarlabError
-
-# flags shared by the recipes -> config keys (a flag a recipe does not know is rejected by the config layer);
-# their types are the config fields' own
-RUN_FLAGS = ("model", "dataset", "data_root", "epochs", "batch_size", "lr", "seed", "device", "out", "name",
-             "per_class", "train_fraction", "val_fraction", "weights", "init", "resolution", "augment", "image_size",
-             "progress", "compile", "preset")
-BOOL_FLAGS = ("resume", "overwrite", "deterministic")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per config key of any recipe (``--per-class`` for ``per_class``), its help text and type taken from
+    the config field; a key the chosen recipe does not have is rejected by the config layer, by name."""
     p.add_argument("--recipe", help="regime to run: " + ", ".join(api.recipe_names()))
     p.add_argument("--config", help="TOML file of config keys")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config key")
-    types = config_types()
-    for key in RUN_FLAGS:
-        extra = {"nargs": "?", "const": "on"} if key == "compile" else {}  # a bare --compile means on
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=types[key], default=None, **extra)
-    for key in BOOL_FLAGS:
-        p.add_argument("--" + key, dest=key, action="store_const", const=True, default=None)
+    for key, (typ, meta, recipes) in config_fields().items():
+        flag = "--" + key.replace("_", "-")
+        where = "" if len(recipes) == len(api.recipe_names()) else f" (recipes: {', '.join(recipes)})"
+        text = (meta.get("help", "") + config.allowed(meta) + where).replace("%", "%%")
+        if typ is bool:
+            p.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typ is list:
+            p.add_argument(flag, dest=key, default=None, metavar="A,B", help=text)
+        else:
+            extra = {"nargs": "?", "const": "on"} if key == "compile" else {}  # a bare --compile means on
+            p.add_argument(flag, dest=key, type=typ, default=None, help=text, **extra)
 
 
-def config_types() -> dict[str, type]:
-    """Every config key's type, over all recipes' config classes."""
-    types: dict[str, type] = {}
+def config_fields() -> dict[str, tuple[type, dict, list[str]]]:
+    """Every config key over all recipes: its type, its field's metadata and the recipes that have it."""
+    out: dict[str, tuple[type, dict, list[str]]] = {}
     for name in api.recipe_names():
-        types.update(config.field_types(api.config_class(name)))
-    return types
+        cls = api.config_class(name)
+        types = config.field_types(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "recipe":
+                continue
+            prev = out.get(f.name)
+            out[f.name] = (types[f.name], dict(f.metadata), [*(prev[2] if prev else []), name])
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,11 +80,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    flags = {k: getattr(args, k) for k in (*RUN_FLAGS, *BOOL_FLAGS) if getattr(args, k, None) is not None}
-    return flags
+    return {k: getattr(args, k) for k in config_fields() if getattr(args, k, None) is not None}
+
+
+class _DroppingStream:
+    """A stream whose writes are dropped once its reader has gone (``cifarlab train ... | head``): a closed pipe
+    must not kill a run, whose results go to its run directory anyway."""
+
+    def __init__(self, stream) -> None:
+        self._stream, self.closed_pipe = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.closed_pipe:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._drop()
+
+    def _drop(self) -> None:
+        import os
+
+        self.closed_pipe = True
+        try:  # the interpreter's own flush at exit must not fail either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _DroppingStream):
+        sys.stdout, sys.stderr = _DroppingStream(sys.stdout), _DroppingStream(sys.stderr)
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
@@ -107,11 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "keys":
             print(api.keys_help(args.recipe))
         elif args.command == "models":
-            print("\n".join(api.model_names()) + "\n(and any timm architecture as timm:NAME)")
+            print(api.models_help())
         elif args.command == "recipes":
             print(api.recipes_help())
     except CifarlabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {getattr(exc, 'cli_message', None) or exc}", file=sys.stderr)  # flags, not keys
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -68,7 +68,12 @@ def _interrupted_worker(rank: int, world: int, port: int, overrides: dict) -> No
             if epoch == 1:
                 raise KeyboardInterrupt
 
-        return real_fit(*args, **kwargs, on_epoch_end=stop)
+        from cifarlab.engine.fit import FitIO
+
+        args = list(args)
+        io = args[5] if len(args) > 5 else kwargs.pop("io")
+        args[5:6] = [FitIO(run=io.run, log=io.log, on_epoch_end=stop)]
+        return real_fit(*args, **kwargs)
 
     scratch.fit = fit_stopping_after_epoch_1
     try:

@@ -6,7 +6,7 @@ from torch import nn
 
 from cifarlab.data import Augment
 from cifarlab.engine.embed import Padded, embed, padded_size
-from cifarlab.engine.fit import evaluate
+from cifarlab.engine.loop import evaluate
 from cifarlab.objectives import Classification, Rotation
 
 
@@ -68,9 +68,9 @@ def test_padded_evaluation_gives_the_same_loss_and_accuracy(task_name):
     model = _trained_stats(_Recorder(out=5 if task_name == "classification" else 4))
     x = torch.randint(0, 256, (37, 3, 8, 8), dtype=torch.uint8)
     y = torch.randint(0, 5, (37,))
-    plain = evaluate(model, task, x, y, 16, torch.device("cpu"), "off", pad=False)
+    plain = evaluate(model, task, x, y, 16, "off", pad=False)
     plain_sizes, model.sizes = model.sizes, []
-    padded = evaluate(model, task, x, y, 16, torch.device("cpu"), "off", pad=True)
+    padded = evaluate(model, task, x, y, 16, "off", pad=True)
     per = 1 if task_name == "classification" else 4  # rotation evaluates 4 rotated copies per image
     assert plain_sizes == [16 * per, 16 * per, 5 * per]
     assert model.sizes == [16 * per, 16 * per, padded_size(5 * per)]  # one shape fewer

@@ -45,16 +45,16 @@ def _rotation(tmp_path, name, **kw):
 def test_rotation_is_label_free(tmp_path, monkeypatch):
     """Permuting every class label of the dataset leaves the whole rotation run unchanged."""
     a = _rotation(tmp_path, "a")
-    import cifarlab.recipes.common as common
+    import cifarlab.recipes.context as context
 
-    real = common.load_dataset
+    real = context.load_dataset
 
     def shuffled(*args, **kwargs):
         d = real(*args, **kwargs)
         d.train_y = d.train_y[torch.randperm(len(d.train_y), generator=torch.Generator().manual_seed(9))]
         return d
 
-    monkeypatch.setattr(common, "load_dataset", shuffled)
+    monkeypatch.setattr(context, "load_dataset", shuffled)
     b = _rotation(tmp_path, "b")
     wa = checkpoint.load(a.path / "checkpoints" / "last.pt")["model"]
     wb = checkpoint.load(b.path / "checkpoints" / "last.pt")["model"]
@@ -84,15 +84,16 @@ def test_init_from_a_run_of_another_architecture_is_refused(tmp_path):
 def test_supcon_control_without_pretraining(tmp_path):
     cfg = api.make_config("supcon", overrides={**BASE, "out": str(tmp_path), "epochs": 0, "linear_epochs": 3,
                                                "knn_k": 5})
-    s = api.train(cfg).summary
+    run = api.train(cfg)
+    s = run.summary
     assert s["status"] == "complete" and s["control"].startswith("random-init") and s["epochs"] == 0
-    assert not (tmp_path / "supcon-cnn_small-synthetic-s0" / "checkpoints").exists()
+    assert run.path.is_dir() and not (run.path / "checkpoints").exists()  # nothing was trained
 
 
 def test_folded_scaler_equals_the_standardised_head():
     from torch import nn
 
-    from cifarlab.recipes.probe import feature_scaler, fold_scaler
+    from cifarlab.recipes.linear_eval import feature_scaler, fold_scaler
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(50, 6, generator=g, dtype=torch.float64) * torch.tensor([1e-3, 1.0, 1e3, 5.0, 0.0, 2.0],
@@ -112,14 +113,15 @@ def test_linear_evaluation_does_not_depend_on_the_scale_of_the_embeddings(tmp_pa
 
     over = {**BASE, "out": str(tmp_path), "epochs": 0, "linear_epochs": 5, "knn_k": 5, "deterministic": True}
     a = api.train(api.make_config("supcon", overrides={**over, "name": "a"})).summary
-    real = supcon.frozen_embeddings
+    real = supcon.embed_split
 
-    def scaled(p, fn, cfg):
-        e = real(p, fn, cfg)
-        e.train, e.test = e.train * 1000, e.test * 1000
-        return e
+    def scaled(ctx, fn, **kw):
+        from cifarlab.recipes.linear_eval import Embedded
 
-    monkeypatch.setattr(supcon, "frozen_embeddings", scaled)
+        e = real(ctx, fn, **kw)
+        return Embedded(e.used, e.train * 1000, e.test * 1000)
+
+    monkeypatch.setattr(supcon, "embed_split", scaled)
     b = api.train(api.make_config("supcon", overrides={**over, "name": "b"})).summary
     assert abs(a["linear_acc"] - b["linear_acc"]) <= 1 / 80 + 1e-9  # at most one of the 80 test images flips
     assert a["knn_acc"] == b["knn_acc"]  # cosine kNN is scale-free by construction

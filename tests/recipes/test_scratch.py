@@ -47,7 +47,12 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
             if epoch == 2:
                 raise KeyboardInterrupt
 
-        return real_fit(*args, **kwargs, on_epoch_end=stop)
+        from cifarlab.engine.fit import FitIO
+
+        args = list(args)
+        io = args[5] if len(args) > 5 else kwargs.pop("io")
+        args[5:6] = [FitIO(run=io.run, log=io.log, on_epoch_end=stop)]
+        return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(scratch, "fit", interrupted_fit)
     with pytest.raises(KeyboardInterrupt):
@@ -64,20 +69,31 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     assert resumed.summary["test_acc"] == full.summary["test_acc"]
 
 
-def test_existing_run_needs_resume_or_overwrite(tmp_path):
+def test_existing_run_needs_resume_or_overwrite_named_in_the_callers_language(tmp_path, capsys):
     api.train(_cfg(tmp_path, epochs=1))
-    with pytest.raises(CifarlabError, match="already holds a run .*--resume.*--overwrite"):
+    with pytest.raises(CifarlabError, match=r"already holds a run .*resume=True.*overwrite=True.*name=") as err:
         api.train(_cfg(tmp_path, epochs=1))
+    assert "--resume" not in str(err.value)  # Python callers set keys, not flags
+    from cifarlab.cli import main
+
+    args = ["train", "--recipe", "scratch", "--out", str(tmp_path / "runs"), "--epochs", "1",
+            *[a for k, v in BASE.items() if k != "epochs" for a in (f"--{k.replace('_', '-')}", str(v))]]
+    assert main(args) == 2
+    assert "use --resume to continue it, --overwrite to replace it, or --name" in capsys.readouterr().err
     assert api.train(_cfg(tmp_path, epochs=1, overwrite=True)).summary["status"] == "complete"
 
 
-def test_bad_data_leaves_only_a_failed_status(tmp_path):
+def test_bad_data_leaves_only_a_failed_status_and_the_retry_replaces_it(tmp_path, capsys):
     with pytest.raises(DataError, match="does not exist"):
-        api.train(_cfg(tmp_path, dataset=f"folder:{tmp_path / 'missing'}"))
-    run_dir = next((tmp_path / "runs").iterdir())
+        api.train(_cfg(tmp_path, dataset=f"folder:{tmp_path / 'missing'}", name="retry"))
+    run_dir = tmp_path / "runs" / "retry"
     assert [p.name for p in run_dir.iterdir()] == ["summary.json"]
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["status"] == "failed" and "does not exist" in s["error"]
+    # the run never trained: the next try replaces it (no --resume/--overwrite needed) and says why
+    again = api.train(_cfg(tmp_path, epochs=1, name="retry"))
+    assert again.summary["status"] == "complete"
+    assert "its last attempt failed before training" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

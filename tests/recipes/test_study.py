@@ -80,7 +80,7 @@ def _smoke(keys):
     """Every run of a shipped study shrunk to a few steps on synthetic images: its name, recipe, models, sweeps and
     @run references stay the study's own."""
     from cifarlab.config import keys as config_keys
-    from cifarlab.recipes.common import RECIPES
+    from cifarlab.recipes.execute import RECIPES
 
     valid = set(config_keys(RECIPES.get(keys["recipe"]).config_class))
     small = {"dataset": "synthetic:10:12:3", "image_size": 8, "max_steps_per_epoch": 1, "epochs": min(

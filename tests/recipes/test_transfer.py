@@ -7,7 +7,7 @@ import torch
 from cifarlab import api
 from cifarlab.engine import checkpoint
 from cifarlab.models import create_model
-from cifarlab.recipes.probe import Embedded
+from cifarlab.recipes.linear_eval import Embedded
 from cifarlab.recipes.transfer import optimizer_groups
 
 BASE = {"dataset": "synthetic:4:60:20", "model": "cnn_small", "epochs": 3, "batch_size": 32, "lr": 0.05,
@@ -29,8 +29,11 @@ def test_cached_probe_equals_the_probe_that_reruns_the_frozen_backbone(tmp_path)
     assert cached.summary["embeddings"] == "cached" and rerun.summary["embeddings"] == "recomputed each epoch"
     head = _head(cached)
     full = _head(rerun)
-    for k, v in head.items():  # the cached run trains the head alone; the re-run one saves the whole model
-        torch.testing.assert_close(v, full[f"head.{k}"], rtol=1e-4, atol=1e-5)
+    # the cached run trains the head alone; the re-run one saves the whole model. Both standardise the features and
+    # fold the scaler into the head at the end (a division by std, which magnifies float32 rounding of features that
+    # were computed in batches of different sizes): equal to 1e-4
+    for k, v in head.items():
+        torch.testing.assert_close(v, full[f"head.{k}"], rtol=1e-3, atol=1e-4)
     assert cached.summary["test_acc"] == rerun.summary["test_acc"]
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
-
-from cifarlab.config import RunConfig
 
 
 def scaled_lr(base_lr: float, ref_batch: int, batch_size: int, rule: str) -> float:
@@ -26,8 +25,9 @@ def scaled_lr(base_lr: float, ref_batch: int, batch_size: int, rule: str) -> flo
     return base_lr * (ratio if rule == "linear" else math.sqrt(ratio))
 
 
-def peak_lr(cfg: RunConfig, batch_size: int) -> tuple[float, str]:
-    """The run's peak learning rate at ``batch_size`` and how it was found (an explicit ``lr`` is used as given)."""
+def peak_lr(cfg: Any, batch_size: int) -> tuple[float, str]:
+    """The run's peak learning rate at ``batch_size`` and how it was found (an explicit ``lr`` is used as given).
+    ``cfg``: anything with ``lr``, ``base_lr``, ``ref_batch`` and ``lr_scaling`` (a FitSpec or a run config)."""
     if cfg.lr > 0:
         return cfg.lr, "set by lr"
     lr = scaled_lr(cfg.base_lr, cfg.ref_batch, batch_size, cfg.lr_scaling)
@@ -55,22 +55,23 @@ def group_rates(groups: list[dict], peak_lr: float) -> dict[str, float]:
     return {str(g.get("name", f"group{i}")): peak_lr * g.get("lr_scale", 1.0) for i, g in enumerate(groups)}
 
 
-def make_optimizer(groups: list[dict], cfg: RunConfig, fused: bool = False) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov), Adam, AdamW or Muon over ``groups``. The loop sets every group's rate each step
-    (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
+def make_optimizer(groups: list[dict], name: str, momentum: float, nesterov: bool, fused: bool = False
+                   ) -> torch.optim.Optimizer:
+    """SGD (momentum, optional Nesterov), Adam, AdamW or Muon (``name``) over ``groups``. The loop sets every
+    group's rate each step (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
 
     ``fused`` updates all parameters in one kernel instead of torch's default multi-tensor (foreach) launches; it
     measured no faster for ResNet18 on an H100 (docs/results.md), so it is off unless asked for."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=1e-3, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=1e-3, momentum=momentum, nesterov=nesterov and momentum > 0,
                                fused=fused or None)
-    if cfg.optimizer == "adam":  # torch.optim.Adam: weight decay as an L2 term in the gradient (the course's Adam)
-        return torch.optim.Adam(groups, lr=1e-3, betas=(cfg.momentum, 0.999), fused=fused or None)
-    if cfg.optimizer == "muon":
+    if name == "adam":  # torch.optim.Adam: weight decay as an L2 term in the gradient (the course's Adam)
+        return torch.optim.Adam(groups, lr=1e-3, betas=(momentum, 0.999), fused=fused or None)
+    if name == "muon":
         from cifarlab.engine.muon import make_muon
 
-        return make_muon(groups, cfg.momentum, cfg.nesterov)
-    return torch.optim.AdamW(groups, lr=1e-3, betas=(cfg.momentum, 0.999), fused=fused or None)
+        return make_muon(groups, momentum, nesterov)
+    return torch.optim.AdamW(groups, lr=1e-3, betas=(momentum, 0.999), fused=fused or None)
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str, milestones: list[float] = (0.5, 0.75),

@@ -23,6 +23,18 @@ PREFIXES: dict[str, Callable[..., Backbone]] = {}
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """What ``cifarlab models`` says of a registered model without building it: where its pretrained weights come
+    from (None: it has none) and what ``partial`` unfreezes (its last block)."""
+
+    weights: str | None
+    last_block: str
+
+
+CARDS: dict[str, ModelCard] = {}  # filled beside each registered model
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """What the weights expect: normalisation (in [0, 1] units), native input side, and the stem type."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cifarlab.models.backbone import MODELS, Backbone, DataConfig
+from cifarlab.models.backbone import CARDS, MODELS, Backbone, DataConfig, ModelCard
 from cifarlab.models.weights import apply_state_dict, load_file
 
 CIFAR_DATA = DataConfig(mean=None, std=None, input_size=32, cifar_stem=True)
@@ -75,3 +75,8 @@ def cnn_small_gn(num_classes: int = 0, weights: str = "none") -> Backbone:
     """cnn_small with GroupNorm: independent of the batch, so data-parallel training equals single-process
     training on the global batch without SyncBatchNorm (and small per-GPU batches are safe)."""
     return _cnn_small("cnn_small_gn", num_classes, weights, group_norm=True)
+
+
+for _name, _last in (("resnet18", "layer4"), ("resnet34", "layer4"), ("cnn_small", "block4"),
+                     ("cnn_small_gn", "block4")):
+    CARDS[_name] = ModelCard(None, _last)

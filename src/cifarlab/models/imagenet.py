@@ -11,7 +11,7 @@ from collections.abc import Callable
 from torch import nn
 
 from cifarlab.data.augment import IMAGENET_MEAN, IMAGENET_STD
-from cifarlab.models.backbone import MODELS, Backbone, DataConfig
+from cifarlab.models.backbone import CARDS, MODELS, Backbone, DataConfig, ModelCard
 from cifarlab.models.weights import apply_state_dict, load_file, torchvision_state_dict
 
 
@@ -139,3 +139,14 @@ def convnext_tiny(num_classes: int = 0, weights: str = "default") -> Backbone:
 
     return _tv_backbone("convnext_tiny", "convnext_tiny", "classifier.2", _cut_last_linear, blocks, "stage4",
                         num_classes, weights)
+
+
+_TV = "ImageNet: torchvision {} (downloads on first use)"
+CARDS.update({
+    "resnet18_imagenet": ModelCard(_TV.format("ResNet18_Weights.DEFAULT"), "layer4"),
+    "resnet50": ModelCard(_TV.format("ResNet50_Weights.DEFAULT"), "layer4"),
+    "vgg16": ModelCard(_TV.format("VGG16_Weights.DEFAULT"), "conv5 (features.24-28) and fc6/fc7 (classifier)"),
+    "alexnet": ModelCard(_TV.format("AlexNet_Weights.DEFAULT"), "conv4, conv5 and fc6/fc7 (classifier)"),
+    "efficientnet_b0": ModelCard(_TV.format("EfficientNet_B0_Weights.DEFAULT"), "stage7 and the head conv"),
+    "convnext_tiny": ModelCard(_TV.format("ConvNeXt_Tiny_Weights.DEFAULT"), "stage4 and the final norm"),
+})

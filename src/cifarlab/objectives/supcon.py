@@ -94,8 +94,9 @@ class ContrastiveModel(nn.Module):
 
 class Contrastive:
     """The SupCon / SimCLR task: ``views`` augmented views per image, projections, :class:`SupConLoss`; with an
-    online probe, plus the probe's cross-entropy (on detached features), and its accuracy as the task's accuracy
-    (train: on the augmented views; validation: on the un-augmented images)."""
+    online probe, plus the probe's cross-entropy (on detached features) in training, and its accuracy as the task's
+    accuracy (train: on the augmented views; validation: on the un-augmented images). The validation loss, which
+    selects the pretraining epoch, is the contrastive loss alone: SimCLR's selection reads no label."""
 
     select = ("val_loss", "min")
 
@@ -127,6 +128,5 @@ class Contrastive:
         loss, logits = self._loss(model, x, y, gen)
         if logits is None:
             return loss * len(x), torch.full((), float("nan"), device=x.device), len(x)
-        _, logits = model(self.views.eval(x))  # the probe on the plain images
-        ce = F.cross_entropy(logits.float(), y, reduction="sum")
-        return loss * len(x) + ce, (logits.argmax(1) == y).sum(), len(x)
+        _, logits = model(self.views.eval(x))  # the probe on the plain images: its accuracy only
+        return loss * len(x), (logits.argmax(1) == y).sum(), len(x)

@@ -6,28 +6,37 @@ from typing import Any
 
 from cifarlab.config import ScratchConfig
 from cifarlab.data import Augment
-from cifarlab.engine.fit import FitSpec, fit
+from cifarlab.engine.fit import fit
 from cifarlab.engine.optim import make_optimizer, param_groups
-from cifarlab.engine.rundir import RunDir
-from cifarlab.models import create_model
+from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification
-from cifarlab.recipes.common import RECIPES, Recipe, finish_classifier, input_format, prepare, to_device
+from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.evaluate import finish_classifier, fit_io, input_format, to_device
+from cifarlab.recipes.execute import RECIPES, Recipe
 
 
-def run(cfg: ScratchConfig, run_dir: RunDir) -> dict[str, Any]:
-    p = prepare(cfg, run_dir)
-    model = create_model(cfg.model, num_classes=p.data.num_classes, weights="none")
-    model, fwd = to_device(model, p, cfg)
-    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, resolution=cfg.resolution or None,
-                      memory_format=input_format(p, cfg), cutout=cfg.cutout)
-    optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
-    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, FitSpec.from_config(cfg),
-                 run_dir, p.device,
-                 forward_model=fwd)
+def build(cfg: ScratchConfig, num_classes: int) -> Backbone:
+    return create_model(cfg.model, num_classes=num_classes, weights="none")
+
+
+def augmentation(ctx: RunContext) -> Augment:
+    """The resolved policy at the resolved resolution, normalised with the train split's statistics."""
+    r, cfg = ctx.resolved, ctx.cfg
+    return Augment(r.augment, tuple(r.normalisation["mean"]), tuple(r.normalisation["std"]), cfg.crop_padding,
+                   resolution=r.resolution, memory_format=input_format(ctx), cutout=cfg.cutout)
+
+
+def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
+    cfg = ctx.cfg
+    model, fwd = to_device(model, ctx)
+    augment = augmentation(ctx)
+    optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg.optimizer, cfg.momentum,
+                               cfg.nesterov)
+    result = fit(model, Classification(augment, cfg.label_smoothing), ctx.loaded.train, optimizer,
+                 fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()
-    return finish_classifier(cfg, run_dir, p, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head,
-                             result, model.param_counts()) | {"started_from": "none",
-                                                              "resolution": cfg.resolution or p.data.image_size}
+    return {**finish_classifier(ctx, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head, result,
+                                model.param_counts()), "resolution": ctx.resolved.resolution}
 
 
-RECIPES.register("scratch")(Recipe(ScratchConfig, run, __doc__.splitlines()[0]))
+RECIPES.register("scratch")(Recipe(ScratchConfig, build, run, __doc__.splitlines()[0]))

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab import config as config_mod
+from cifarlab.config import make_config
 from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.recipes.common import execute, run_name
-from cifarlab.recipes.resolve import make_config
+from cifarlab.recipes.execute import execute, run_name
 
 SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
 

@@ -20,33 +20,32 @@ from cifarlab.config import TransferConfig
 from cifarlab.data import Augment
 from cifarlab.data.sources import default_root
 from cifarlab.engine import checkpoint
-from cifarlab.engine.device import format_name, inference_format, synchronize
+from cifarlab.engine.device import synchronize
 from cifarlab.engine.embed import embed
-from cifarlab.engine.fit import FitData, FitSpec, batch_statistics, fit
+from cifarlab.engine.fit import fit
+from cifarlab.engine.health import batch_statistics
 from cifarlab.engine.optim import make_optimizer, param_groups
-from cifarlab.engine.rundir import RunDir, read_json
+from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.models import Backbone, create_model
-from cifarlab.objectives import Classification, FeatureClassification
-from cifarlab.recipes.common import (
-    RECIPES,
-    Prepared,
-    Recipe,
-    check_finite,
-    finish_classifier,
-    input_format,
-    prepare,
-    to_device,
-    warn,
+from cifarlab.objectives import Classification
+from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.evaluate import check_finite, finish_classifier, fit_io, input_format, to_device, warn
+from cifarlab.recipes.execute import RECIPES, Recipe
+from cifarlab.recipes.linear_eval import (
+    PROTOCOL,
+    Embedded,
+    LinearBudget,
+    Standardized,
+    embed_split,
+    evaluation_budget,
+    feature_scaler,
+    fold_scaler,
+    train_head,
 )
-from cifarlab.recipes.probe import Embedded, probe_head
-
-# LP-FT's first stage: a linear head on standardised frozen embeddings, as the SupCon evaluation trains it
-HEAD_INIT_EPOCHS = 20
-HEAD_INIT_LR = 0.1
 
 
-def build_backbone(cfg: TransferConfig, num_classes: int) -> Backbone:
+def build(cfg: TransferConfig, num_classes: int) -> Backbone:
     """The backbone with ``cfg.weights``, or with ``cfg.init`` (a run directory / checkpoint, or ``random``)."""
     if cfg.init:
         model = create_model(cfg.model, num_classes=num_classes, weights="none")
@@ -98,12 +97,13 @@ def check_input_size(model: Backbone, resolution: int) -> None:
 
 
 def optimizer_groups(model: Backbone, cfg: TransferConfig) -> list[dict]:
-    """Head at ``lr``; trainable blocks at ``lr x backbone_lr_factor x layer_decay^(depth from the last)``."""
-    groups = param_groups(model.head.named_parameters(), cfg.weight_decay, 1.0)
+    """Head at ``lr``; trainable blocks at ``lr x backbone_lr_factor x layer_decay^(depth from the last)``, each
+    group named after its block (the log and ``lr_groups`` list every rate)."""
+    groups = param_groups(model.head.named_parameters(), cfg.weight_decay, 1.0, name="head")
     trainable = [b for b in model.block_names() if b not in model.frozen_blocks]
     for depth, block in enumerate(reversed(trainable)):
         scale = cfg.backbone_lr_factor * cfg.layer_decay ** depth
-        groups += param_groups(model.block_parameters(block), cfg.weight_decay, scale)
+        groups += param_groups(model.block_parameters(block), cfg.weight_decay, scale, name=block)
     return groups
 
 
@@ -115,33 +115,37 @@ def _weights_id(cfg: TransferConfig) -> str:
     return source
 
 
-def flip_features(cfg: TransferConfig, p: Prepared) -> bool:
-    return cfg.flip_features == "on" or (cfg.flip_features == "auto" and p.device.type == "cuda")
-
-
-def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: Augment, flip: bool
-                    ) -> tuple[Embedded, dict[str, float]]:
+def cached_features(model: Backbone, ctx: RunContext, augment: Augment) -> tuple[Embedded, dict[str, Any]]:
     """Frozen embeddings of the split's train and validation images and of the test images, computed once and kept
     on disk, keyed by backbone, weights, resolution, normalisation, dataset content and the images embedded (split
-    and test subset). With ``flip`` (the run's ``flip_features``) each row holds (image, mirrored image): (N, 2, D).
-    Also returns the seconds spent on the train/validation and on the test images (0 on a cache hit)."""
-    used = torch.cat([p.split.train, p.split.val]).sort().values
-    test_keep = p.test_keep.cpu()
+    and test subset). With the run's ``flip_features`` each row holds (image, mirrored image): (N, 2, D).
+
+    Also returns how they were had: ``embedding_cache`` hit or miss, ``embed_time_s`` (the seconds the embedding
+    took when it was computed: stored with the cache, so a hit reports the cost it saves, not 0),
+    ``embed_train_val_s`` / ``embed_test_s`` (its parts) and ``embed_read_s`` (this run's seconds)."""
+    cfg, loaded = ctx.cfg, ctx.loaded
+    flip = bool(ctx.resolved.flip_features)
+    t_start = time.perf_counter()
+    used = torch.cat([loaded.split.train, loaded.split.val]).sort().values
+    test_keep = loaded.test_keep.cpu()
     images = hashlib.sha256(used.numpy().tobytes() + b"|" + test_keep.numpy().tobytes()).hexdigest()[:16]
     key = "|".join([model.name, _weights_id(cfg), str(augment.resolution), str(augment.mean), str(augment.std),
-                    p.data.digest, images, str(flip), "v2"])
+                    loaded.data.digest, images, str(flip), "v3"])
     path = Path(cfg.data_root or default_root()) / "cache" / "embeddings" / (
         hashlib.sha256(key.encode()).hexdigest()[:24] + ".pt")
     if path.is_file():
         try:
-            saved = checkpoint.load(path, map_location=p.device)
+            saved = checkpoint.load(path, map_location=ctx.device)
             if torch.equal(saved["used"].cpu(), used) and len(saved["test"]) == len(test_keep):
-                return Embedded(saved["used"], saved["train"], saved["test"]), {"train": 0.0, "test": 0.0}
+                seconds = {k: float(v) for k, v in saved["seconds"].items()}
+                return Embedded(saved["used"], saved["train"], saved["test"]), {
+                    "embedding_cache": "hit", "embed_time_s": round(seconds["train"] + seconds["test"], 3),
+                    "embed_train_val_s": round(seconds["train"], 3), "embed_test_s": round(seconds["test"], 3),
+                    "embed_read_s": round(time.perf_counter() - t_start, 3)}
         except (CheckpointError, KeyError):
             pass  # rebuilt below
-    fmt = inference_format(p.device, cfg.channels_last)
+    fmt = torch.channels_last if ctx.resolved.inference_format == "channels_last" else torch.contiguous_format
     model.eval().to(memory_format=fmt)
-    p.memory_format = format_name(fmt)
 
     def features(x: torch.Tensor) -> torch.Tensor:
         return model.forward_features(augment.eval(x).contiguous(memory_format=fmt))
@@ -150,99 +154,96 @@ def cached_features(model: Backbone, p: Prepared, cfg: TransferConfig, augment: 
         return torch.stack([features(x), features(x.flip(3))], 1)  # (B, 2, D)
 
     fn = both_flips if flip else features
-    used = used.to(p.device)
+    used = used.to(ctx.device)
     t0 = time.perf_counter()
-    train = embed(fn, p.fit.x[used], cfg.eval_batch_size, p.device, cfg.amp)
-    synchronize(p.device)
+    train = embed(fn, loaded.train.x[used], cfg.eval_batch_size, ctx.device, ctx.resolved.amp)
+    synchronize(ctx.device)
     t1 = time.perf_counter()
-    emb = Embedded(used, train, embed(fn, p.test_x, cfg.eval_batch_size, p.device, cfg.amp))
-    synchronize(p.device)
+    emb = Embedded(used, train, embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp))
+    synchronize(ctx.device)
     seconds = {"train": t1 - t0, "test": time.perf_counter() - t1}
-    checkpoint.save({"used": emb.used.cpu(), "train": emb.train.cpu(), "test": emb.test.cpu()}, path)
-    return emb, seconds
+    checkpoint.save({"used": emb.used.cpu(), "train": emb.train.cpu(), "test": emb.test.cpu(), "seconds": seconds},
+                    path)
+    return emb, {"embedding_cache": "miss", "embed_time_s": round(seconds["train"] + seconds["test"], 3),
+                 "embed_train_val_s": round(seconds["train"], 3), "embed_test_s": round(seconds["test"], 3),
+                 "embed_read_s": round(time.perf_counter() - t_start, 3)}
 
 
-
-
-def _run_cached_linear(cfg: TransferConfig, run_dir: RunDir, p: Prepared, model: Backbone, augment: Augment
-                       ) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    flip = flip_features(cfg, p)
-    emb, seconds = cached_features(model, p, cfg, augment, flip)
+def _run_cached_linear(ctx: RunContext, model: Backbone, augment: Augment) -> dict[str, Any]:
+    """The ``linear`` recipe on cached embeddings: the one linear protocol with the recipe's own budget (epochs, lr
+    and its batch rule, batch size, weight decay, label smoothing, optimizer, schedule)."""
+    cfg = ctx.cfg
+    emb, how = cached_features(model, ctx, augment)
     check_finite(emb.train, "train/validation embeddings")
-    embed_time = time.perf_counter() - t0  # train, validation and test images (or a cache read)
-    train_rows, val_rows, y = emb.rows(p.fit.train_idx), emb.rows(p.fit.val_idx), p.fit.y[emb.used]
-    if flip:
-        # train on both flips as separate examples; validate and test on the mean over flips (TTA)
-        n = len(emb.train)
-        data = FitData(x=torch.cat([emb.train[:, 0], emb.train[:, 1], emb.train.mean(1)]), y=y.repeat(3),
-                       train_idx=torch.cat([train_rows, train_rows + n]), val_idx=val_rows + 2 * n)
-        test_f = emb.test.mean(1)
-    else:
-        data, test_f = FitData(x=emb.train, y=y, train_idx=train_rows, val_idx=val_rows), emb.test
-    head = model.head
-    optimizer = make_optimizer(param_groups(head.named_parameters(), cfg.weight_decay), cfg)
-    result = fit(head, FeatureClassification(cfg.label_smoothing), data, optimizer, FitSpec.from_config(cfg), run_dir,
-                 p.device)
-    summary = finish_classifier(cfg, run_dir, p, lambda x: x, head, result, model.param_counts(),
-                                test_features=test_f)
-    return {**summary, "flip_features": flip, "embed_time_s": round(embed_time, 3),
-            "embed_train_val_s": round(seconds["train"], 3), "embed_test_s": round(seconds["test"], 3)}
+    flip = bool(ctx.resolved.flip_features)
+    budget = LinearBudget(cfg.epochs, cfg.lr, cfg.batch_size, cfg.weight_decay, cfg.label_smoothing, cfg.optimizer,
+                          cfg.schedule, "metrics.csv")
+    head, result = train_head(ctx, emb, budget, flip=flip, io=fit_io(ctx), head=model.head)
+    checkpoint.save({"model": head.state_dict(), "epoch": result.best_epoch, "value": result.best_value,
+                     "note": "the selected head, taking raw (unstandardised) embeddings"}, ctx.run.best_ckpt)
+    test_f = emb.test.mean(1) if flip else emb.test
+    summary = finish_classifier(ctx, lambda x: x, head, result, model.param_counts(), test_features=test_f)
+    return {**summary, "flip_features": flip, **how, "evaluation": PROTOCOL}
 
 
-def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
-    p = prepare(cfg, run_dir)
-    model = build_backbone(cfg, p.data.num_classes)
+def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
+    cfg, r = ctx.cfg, ctx.resolved
     dc = model.data_config
-    mean, std = (dc.mean, dc.std) if dc.mean else (p.mean, p.std)
     if not dc.cifar_stem and 0 < cfg.resolution < 64:
         warn(f"{cfg.model} has an ImageNet stem (it downsamples 32x); at resolution={cfg.resolution} its last "
              "stages see 1x1 maps. Use resolution>=128, or a CIFAR-stem model")
-    resolution = cfg.resolution or (p.data.image_size if dc.cifar_stem else dc.input_size)
-    check_input_size(model, resolution)
+    check_input_size(model, r.resolution)
     regime = cfg.recipe
-    preset = cfg.augment if cfg.augment != "auto" else ("none" if regime == "linear" else "cropflip")
-    augment = Augment(preset, mean, std, cfg.crop_padding, resolution=resolution,
-                      memory_format=input_format(p, cfg), cutout=cfg.cutout)
+    mean, std = tuple(r.normalisation["mean"]), tuple(r.normalisation["std"])
+    augment = Augment(r.augment, mean, std, cfg.crop_padding, resolution=r.resolution,
+                      memory_format=input_format(ctx), cutout=cfg.cutout)
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
-    model, fwd = to_device(model, p, cfg)
-    extra = {"regime": regime, "resolution": resolution, "weights": cfg.init or cfg.weights,
-             "started_from": model.weights_source,
+    extra = {"regime": regime, "resolution": r.resolution, "weights": cfg.init or cfg.weights,
              "trainable_blocks": [b for b in model.block_names() if b not in model.frozen_blocks],
-             "normalisation": {"mean": list(mean), "std": list(std)}}
-    extra["augment"] = preset
-    if regime == "linear" and preset == "none" and cfg.cache_embeddings:
-        return {**_run_cached_linear(cfg, run_dir, p, model, augment), **extra, "embeddings": "cached"}
-    # auto follows the weights actually loaded: ImageNet (or other given) weights keep their statistics; random init
-    # (also `weights=default` of a model that has no pretrained weights) and a cifarlab run's encoder (e.g. a
-    # rotation run's, whose statistics come from another task's inputs) re-estimate them
-    norm_stats = cfg.norm_stats if cfg.norm_stats != "auto" else (
-        "frozen" if model.weights_source.startswith(("imagenet:", "file:")) else "train")
+             "normalisation": r.normalisation, "augment": r.augment}
+    if regime == "linear" and r.flip_features is not None:
+        model.to(ctx.device)
+        return {**_run_cached_linear(ctx, model, augment), **extra, "embeddings": "cached"}
+    model, fwd = to_device(model, ctx)
     if regime != "linear":
-        extra["norm_stats"] = norm_stats
-        model.set_norm_statistics(norm_stats)
-    if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and run_dir.last_ckpt.is_file()):
+        extra["norm_stats"] = r.norm_stats
+        model.set_norm_statistics(r.norm_stats)
+    if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and ctx.run.last_ckpt.is_file()):
         t0 = time.perf_counter()
         # the probe sees the features fine-tuning starts from: with frozen statistics, the running averages (e.g.
         # ImageNet's); otherwise trainable BatchNorm layers on batch statistics
-        with (batch_statistics(model) if norm_stats == "train" else contextlib.nullcontext()):
-            head = probe_head(p, lambda x: model.forward_features(augment.eval(x)), cfg, HEAD_INIT_EPOCHS,
-                              HEAD_INIT_LR, run_dir, pad=False if norm_stats == "train" else None)
+        train_stats = r.norm_stats == "train"
+        with (batch_statistics(model) if train_stats else contextlib.nullcontext()):
+            emb = embed_split(ctx, lambda x: model.forward_features(augment.eval(x)), with_test=False,
+                              pad=False if train_stats else None)
+        head, _ = train_head(ctx, emb, evaluation_budget(ctx, cfg.head_init_epochs, cfg.head_init_lr,
+                                                         cfg.label_smoothing, "head_init_metrics.csv"))
         with torch.no_grad():
             model.head.weight.copy_(head.weight)
             model.head.bias.copy_(head.bias)
         extra["head_init_s"] = round(time.perf_counter() - t0, 3)
     extra["head_init"] = cfg.head_init if regime != "linear" else "trained"
-    optimizer = make_optimizer(optimizer_groups(model, cfg), cfg)
-    result = fit(model, Classification(augment, cfg.label_smoothing), p.fit, optimizer, FitSpec.from_config(cfg),
-                 run_dir, p.device, forward_model=fwd)
+    optimizer = make_optimizer(optimizer_groups(model, cfg), cfg.optimizer, cfg.momentum, cfg.nesterov)
+    trained, forward, scaler = model, fwd, None
+    if regime == "linear":  # the one protocol re-running the frozen backbone: standardised features, then the head
+        emb = embed_split(ctx, lambda x: model.forward_features(augment.eval(x)), with_test=False)
+        scaler = feature_scaler(emb.train[emb.rows(ctx.loaded.train.train_idx)])
+        trained = Standardized(model, *scaler)
+        forward = trained if fwd is model else Standardized(fwd, *scaler)
+        extra["evaluation"] = PROTOCOL
+    result = fit(trained, Classification(augment, cfg.label_smoothing), ctx.loaded.train, optimizer,
+                 fit_spec(cfg, r), fit_io(ctx), forward_model=forward)
     model.eval()
-    return {**finish_classifier(cfg, run_dir, p, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head,
-                                result, model.param_counts()), **extra, "embeddings": "recomputed each epoch"}
+    if scaler is not None:  # the selected head, folded to take raw embeddings, is what best.pt keeps
+        fold_scaler(model.head, *scaler)
+        checkpoint.save({"model": model.state_dict(), "epoch": result.best_epoch, "value": result.best_value},
+                        ctx.run.best_ckpt)
+    return {**finish_classifier(ctx, lambda x: fwd.forward_features(augment.eval(x)), model.forward_head, result,
+                                model.param_counts()), **extra, "embeddings": "recomputed each epoch"}
 
 
 for _regime in ("linear", "partial", "finetune"):
-    RECIPES.register(_regime)(Recipe(TransferConfig, run, {
+    RECIPES.register(_regime)(Recipe(TransferConfig, build, run, {
         "linear": "Transfer: frozen pretrained backbone + linear head (cached embeddings without augmentation).",
         "partial": "Transfer: last block + head trainable, the rest frozen (BatchNorm included).",
         "finetune": "Transfer: everything trainable, discriminative learning rates (backbone = lr x factor).",

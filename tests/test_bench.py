@@ -3,7 +3,7 @@ import time
 import pytest
 import torch
 
-from cifarlab.engine import bench
+from cifarlab import bench
 from cifarlab.models import create_model
 
 

@@ -1,0 +1,264 @@
+"""The run context: built once by ``execute`` before the first step, read by the recipe, never written afterwards.
+
+:func:`prepare` loads the data, carves the split and moves the images to the device; :func:`resolve` turns every
+``auto`` of the config into the value the run uses (device, mixed precision, memory format, compilation, test-time
+augmentation, flip features, BatchNorm statistics, augmentation, resolution, progress, learning rate and warm-up),
+in one place, from the config, the device, the split and the model the recipe built. Both go into
+:class:`RunContext` and into ``config.json`` (its ``resolved`` block).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cifarlab.config import RunConfig, to_dict
+from cifarlab.data import ImageData, Split, load_dataset, make_split
+from cifarlab.data.augment import TTA_VIEWS
+from cifarlab.engine import distributed, provenance
+from cifarlab.engine.device import (
+    device_name,
+    format_name,
+    free_memory_bytes,
+    inference_format,
+    memory_format,
+    resolve_device,
+    seed_everything,
+    set_threads,
+    start_warm_up,
+)
+from cifarlab.engine.fit import FitSpec
+from cifarlab.engine.loop import FitData, StepPlan, progress_enabled
+from cifarlab.engine.rundir import RunDir
+from cifarlab.errors import CifarlabError
+from cifarlab.models import Backbone
+
+
+@dataclass(frozen=True)
+class RunClock:
+    """When the run started (the process's start, for its first run: the interpreter's start and the imports count
+    as its start-up) and when ``execute`` began, as ``time.perf_counter()`` values."""
+
+    started_at: float
+    entered_at: float
+
+    @classmethod
+    def start(cls) -> RunClock:
+        entered = time.perf_counter()
+        first = not _PROCESS_RAN[0]  # the process's first run pays the interpreter's start and the imports
+        _PROCESS_RAN[0] = True
+        return cls(entered - (provenance.process_age_s() if first else 0.0), entered)
+
+
+_PROCESS_RAN = [False]  # a fact about the process (whether a run already paid its imports), not about a run
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The data of a run on its device: the split, the training images and the test images it evaluates."""
+
+    device: torch.device
+    data: ImageData
+    split: Split
+    train: FitData
+    test_x: torch.Tensor  # (M, C, H, W) uint8 on the device
+    test_y: torch.Tensor
+    test_keep: torch.Tensor  # (M,) indices of test_x / test_y in the dataset's test split (CPU)
+    mean: tuple[float, ...]  # the train split's per-channel statistics, [0, 1] units
+    std: tuple[float, ...]
+    data_load_s: float  # decoding or reading the dataset (excluded from start-up)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Every decision a config leaves to the run, as it was taken (``config.json``'s ``resolved`` block)."""
+
+    device: str
+    amp: str  # bf16 | off
+    memory_format: str  # of the trained model and its inputs: channels_last | nchw
+    inference_format: str  # of frozen-backbone embedding passes
+    compile: str  # off | on | cudagraphs
+    tta: bool
+    progress: str  # on | off
+    augment: str  # the training augmentation policy
+    resolution: int  # the side images are resized to on the device
+    normalisation: dict[str, list[float]]  # mean / std, [0, 1] units
+    started_from: str  # imagenet:<source> | file:<path> | none | init:<run dir>
+    norm_stats: str | None  # transfer with training: frozen | train
+    flip_features: bool | None  # cached linear probe
+    lr: float  # peak learning rate at the batch used
+    lr_rule: str
+    batch_size: int
+    steps_per_epoch: int
+    warmup_steps: int
+    num_test: int
+    tta_views: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a recipe reads: the config, its run directory, the data on the device, the resolved settings, the
+    clock and the log. Recipes return their summary fields; nothing writes into the context."""
+
+    cfg: RunConfig
+    run: RunDir
+    loaded: Loaded
+    resolved: Resolved
+    clock: RunClock
+    prepared_at: float  # time.perf_counter() when the data was on the device (before the model was built)
+    log: Callable[[str], None]
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+
+def log_stderr(msg: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(msg, file=sys.stderr)
+
+
+def load(cfg: RunConfig) -> Loaded:
+    """Threads, seed, device, data, split (label-free recipes split without labels); the images to the device."""
+    set_threads(cfg.num_threads)
+    seed_everything(cfg.seed, cfg.deterministic, cfg.cudnn_benchmark)
+    device = resolve_device(cfg.device)
+    warm_up = start_warm_up(device)  # the CUDA start overlaps the dataset's loading
+    t0 = time.perf_counter()
+    data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size)
+    data_load_s = time.perf_counter() - t0
+    # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in; their
+    # per_class still means what it says for the others: per_class x classes images (drawn without labels)
+    label_free = getattr(cfg, "label_free", False)
+    strata = torch.zeros_like(data.train_y) if label_free else data.train_y
+    per_class = cfg.per_class * (data.num_classes if label_free else 1)
+    split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
+                       val_fraction=cfg.val_fraction, seed=cfg.seed)
+    test_keep = torch.arange(len(data.test_y))
+    if cfg.test_per_class or cfg.test_fraction < 1.0:
+        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,
+                               val_fraction=0.0, seed=cfg.seed).train
+    if warm_up is not None:
+        warm_up.join()
+    _check_fits(data, device)
+    train_x = data.train_x.to(device)
+    mean, std = data.channel_stats(split.train, train_x)
+    train = FitData(x=train_x, y=data.train_y.to(device), train_idx=split.train.to(device),
+                    val_idx=split.val.to(device))
+    return Loaded(device, data, split, train, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
+                  test_keep, mean, std, data_load_s)
+
+
+def _check_fits(data: ImageData, device: torch.device) -> None:
+    """Fail before training when the dataset alone would not fit on the device."""
+    need = data.train_x.nbytes + data.test_x.nbytes
+    free = free_memory_bytes(device)
+    if device.type == "cuda" and free is not None and need > 0.8 * free:
+        raise CifarlabError(f"the dataset needs {need / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB "
+                            "is free; use a smaller --image-size, --per-class/--train-fraction, or device=cpu")
+
+
+def pretrained(started_from: str) -> bool:
+    """Whether the weights a run started from were trained on another dataset (ImageNet, or a given file)."""
+    return started_from.startswith(("imagenet:", "file:"))
+
+
+def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
+    """Every ``auto`` of ``cfg`` for this device, split and model, decided once."""
+    device = loaded.device
+    dc = model.data_config
+    started = model.weights_source
+    recipe = cfg.recipe
+    transfer = recipe in ("linear", "partial", "finetune")
+    given = pretrained(started)
+    resolution = cfg.resolution or (dc.input_size if given and not dc.cifar_stem else loaded.data.image_size)
+    mean, std = (dc.mean, dc.std) if (given and dc.mean) else (loaded.mean, loaded.std)
+    augment = cfg.augment if cfg.augment != "auto" else ("none" if recipe == "linear" else "cropflip")
+    cached_linear = recipe == "linear" and augment == "none" and getattr(cfg, "cache_embeddings", False)
+    flip = None
+    if cached_linear:
+        flip = cfg.flip_features == "on" or (cfg.flip_features == "auto" and device.type == "cuda")
+    # auto follows the weights actually loaded: ImageNet (or other given) weights keep their statistics; random init
+    # (also `weights=default` of a model that has no pretrained weights) and a cifarlab run's encoder (e.g. a
+    # rotation run's, whose statistics come from another task's inputs) re-estimate them
+    norm_stats = None
+    if transfer and recipe != "linear":
+        norm_stats = cfg.norm_stats if cfg.norm_stats != "auto" else ("frozen" if given else "train")
+    n_train = len(loaded.split.train) * (2 if flip else 1)
+    single_cuda = device.type == "cuda" and not distributed.get().enabled
+    compile_mode = cfg.compile if cfg.compile != "auto" else (
+        "cudagraphs" if single_cuda and cfg.epochs * n_train >= cfg.compile_min_images else "off")
+    if cached_linear:
+        compile_mode = "off"  # a linear head on cached embeddings: nothing to compile
+    plan = StepPlan.of(fit_spec(cfg, amp="off", progress="off"), n_train,
+                       distributed.get().world if distributed.get().enabled else 1)
+    return Resolved(
+        device=str(device), amp="bf16" if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda") else "off",
+        memory_format=format_name(memory_format(device, cfg.channels_last)),
+        inference_format=format_name(inference_format(device, cfg.channels_last)), compile=compile_mode,
+        tta=cfg.tta == "on" or (cfg.tta == "auto" and device.type == "cuda"),
+        progress="on" if progress_enabled(cfg.progress) else "off", augment=augment, resolution=resolution,
+        normalisation={"mean": list(mean), "std": list(std)}, started_from=started, norm_stats=norm_stats,
+        flip_features=flip, lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
+        steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, num_test=len(loaded.test_y),
+        tta_views=[list(v) for v in TTA_VIEWS])
+
+
+def fit_spec(cfg: RunConfig, resolved: Resolved | None = None, **changes: Any) -> FitSpec:
+    """The loop's spec from the config's keys of the same names, with ``amp``/``progress`` resolved."""
+    keys = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(FitSpec) if hasattr(cfg, f.name)}
+    if resolved is not None:
+        keys.update(amp=resolved.amp, progress=resolved.progress)
+    return FitSpec(**{**keys, **changes})
+
+
+def decisions_line(r: Resolved) -> str:
+    """The first log line: the decisions that change results or speed."""
+    parts = [f"device {r.device}", f"amp {r.amp}", f"compile {r.compile}", f"memory format {r.memory_format}",
+             f"tta {'on' if r.tta else 'off'}", f"augment {r.augment}", f"resolution {r.resolution}",
+             f"started from {r.started_from}"]
+    if r.norm_stats:
+        parts.append(f"norm_stats {r.norm_stats}")
+    if r.flip_features is not None:
+        parts.append(f"flip_features {'on' if r.flip_features else 'off'}")
+    parts.append(f"lr {r.lr:.4g} ({r.lr_rule}), warm-up {r.warmup_steps} steps")
+    return "resolved: " + "; ".join(parts)
+
+
+def write_config(cfg: RunConfig, run: RunDir, loaded: Loaded, resolved: Resolved) -> None:
+    """config.json: the config as given, what each ``auto`` became, versions, machine, data and split."""
+    import platform
+
+    data, split = loaded.data, loaded.split
+    run.save_npz("split.npz", train=split.train.numpy(), val=split.val.numpy(), test=loaded.test_keep.numpy())
+    given = to_dict(cfg)
+    effective = {**given, **{k: v for k, v in dataclasses.asdict(resolved).items() if k in given},
+                 "lr": resolved.lr, "batch_size": resolved.batch_size,
+                 "image_size": data.image_size, "data_root": cfg.data_root or str(_default_root())}
+    run.write_config({
+        "config": given, "resolved": {**effective, **dataclasses.asdict(resolved)},
+        "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "command": sys.argv, "host": platform.node(), "machine": provenance.machine(),
+        "device": device_name(loaded.device), "threads": torch.get_num_threads(), "started": provenance.now(),
+        "dataset": {"spec": cfg.dataset, "name": data.name, "digest": data.digest, "classes": data.classes,
+                    "num_train_total": len(data.train_y), "num_test": len(data.test_y),
+                    "image_size": data.image_size},
+        "split": {"digest": split.digest(), "seed": cfg.seed, "num_train": len(split.train),
+                  "num_val": len(split.val), "per_class": cfg.per_class, "train_fraction": cfg.train_fraction,
+                  "val_fraction": cfg.val_fraction, "indices": "split.npz"},
+        "normalisation_data": {"mean": loaded.mean, "std": loaded.std},
+        "protocol": "model selection on the validation split carved from train; test evaluated once at the end",
+    })
+
+
+def _default_root():
+    from cifarlab.data.sources import default_root
+
+    return default_root()
