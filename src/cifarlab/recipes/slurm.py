@@ -9,15 +9,18 @@ Design choices, and why:
   ``kill-on-invalid-dep=yes`` Slurm cancels the jobs whose dependency failed; they are listed as skipped. Executors
   that have no dependencies (submitit's local executor, used by the tests) get the same study by the submitter
   waiting for a run's dependencies before submitting it.
-- **A job runs ``cifarlab train`` as a child process** (:class:`RunJob`), under ``torchrun --standalone
-  --nproc-per-node=G`` when the job has G > 1 GPUs (one node, one Slurm task; torchrun sets the ranks the engine
-  reads, so a multi-GPU run is the same DDP run as on a workstation).
+- **A job runs its run in submitit's own process** (:class:`RunJob`; one interpreter start per job), or, when the
+  job has G > 1 GPUs, ``cifarlab train`` under ``torchrun --standalone --nproc-per-node=G`` as a child (one node,
+  one Slurm task; torchrun sets the ranks the engine reads, so a multi-GPU run is the same DDP run as on a
+  workstation, and ``tests/engine``'s DDP equivalence covers it).
 - **Preemption and time limits resume exactly through cifarlab's own resume.** Runs checkpoint every epoch
   (atomically) and ``--resume`` continues bit-exact from the last checkpoint; a job decides ``resume`` when it starts
   from the run directory's state, so any restart continues the run. Slurm sends ``USR2`` ``signal_delay_s`` before
   the time limit: submitit calls :meth:`RunJob.checkpoint` (the run's last epoch checkpoint is on disk already; the
-  partial epoch is redone) and requeues the job. On preemption (or ``scontrol requeue``) Slurm kills and requeues the
-  job itself. Either way the requeued job resumes the run from its last checkpoint.
+  partial epoch is redone) and requeues the job. On preemption (or ``scontrol requeue``) Slurm sends SIGTERM, the run
+  stops at once (left ``running``; submitit alone would ignore the signal until the kill) and Slurm requeues the
+  job itself. Either way the requeued job resumes the run from its last checkpoint (``tests/recipes/test_slurm.py``
+  preempts a job mid-training and compares the final weights with an uninterrupted run's).
 - **The submitter follows the jobs** (``squeue``/``scontrol``, no accounting database needed), records each run's job
   id and state in ``study.json``, prints each run's headline result as its job ends and builds the report when the
   last one has ended. With ``wait=False`` it returns after submitting; ``cifarlab report OUT`` builds the report
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field, fields
@@ -137,14 +141,26 @@ class RunJob:
 
         out = Path(self.out)
         resume = status(out, self.name) is not None
-        run = PlannedRun(self.name, self.recipe, self.keys, None)
-        proc = subprocess.run(run_command(run, resume, self.nproc), check=False)
-        if proc.returncode < 0:
-            # killed by a signal: Slurm is preempting or requeueing this job (submitit's own handler takes the
-            # time-limit signal); ending now would report a failure for a run that is about to resume
-            print(f"cifarlab: run {self.name} was stopped by signal {-proc.returncode}; waiting for Slurm to "
-                  "requeue or end this job", flush=True)
-            time.sleep(KILLED_WAIT_S)
+        if self.nproc > 1:
+            proc = subprocess.run(run_command(PlannedRun(self.name, self.recipe, self.keys, None), resume,
+                                              self.nproc), check=False)
+            if proc.returncode < 0:
+                # killed by a signal: Slurm is preempting or requeueing this job (submitit's handler here takes the
+                # time-limit signal); ending now would report a failure for a run that is about to resume
+                print(f"cifarlab: run {self.name} was stopped by signal {-proc.returncode}; waiting for Slurm to "
+                      "requeue or end this job", flush=True)
+                time.sleep(KILLED_WAIT_S)
+        else:  # in this process: one interpreter start per job (submitit's own already imported torch)
+            from cifarlab.recipes.common import execute
+            from cifarlab.recipes.resolve import make_config
+
+            before = signal.signal(signal.SIGTERM, _stop)  # submitit ignores SIGTERM; a preempted run stops now
+            try:
+                execute(make_config(self.recipe, overrides={**self.keys, "resume": resume}))
+            except CifarlabError:
+                pass  # the run's summary holds its status and error, raised below
+            finally:
+                signal.signal(signal.SIGTERM, before)
         summary = read_json(out / self.name / "summary.json")
         if summary.get("status") != "complete":
             raise CifarlabError(f"run {self.name}: {headline(summary)}: {summary.get('error') or 'see its log'}")
@@ -155,6 +171,14 @@ class RunJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM (preemption, requeue, scancel): leave the run ``running`` with its last epoch checkpoint, so the
+    requeued job resumes it; SystemExit passes the run's own error handling and submitit's result file."""
+    print(f"cifarlab: signal {signum} (preempted, requeued or cancelled): stopping; a requeued job resumes from the "
+          "last checkpoint", flush=True)
+    raise SystemExit(128 + signum)
 
 
 def make_executor(out: Path, slurm: SlurmSettings) -> Any:
@@ -247,8 +271,13 @@ def run_slurm(planned: list[PlannedRun], out: Path, slurm: SlurmSettings, say: R
         if not wait:
             break
         for name, job in list(jobs.items()):
-            state = slurm_state(_job_id(job)) if on_slurm else job.state
-            if (on_slurm and state in LIVE_STATES) or (not on_slurm and not job.done()):
+            if on_slurm:
+                state = slurm_state(_job_id(job))
+                live = state in LIVE_STATES
+            else:  # submitit's local or debug executors (done() runs a debug job)
+                live = not job.done()
+                state = job.state
+            if live:
                 if earlier.get(name, {}).get("job_state") != state:
                     record_run(out, name, job_state=state)
                     earlier.setdefault(name, {})["job_state"] = state
