@@ -228,7 +228,9 @@ def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_pa
         time.sleep(0.2)
     assert _summary(out, "long")["status"] == "running"
     subprocess.run(["scontrol", "requeue", job], check=True)  # what preemption with PreemptMode=REQUEUE does
-    time.sleep(1)
+    while slurm.slurm_state(job) != "PENDING":  # killed, then back in the queue
+        assert time.time() < deadline, f"job {job} did not return to the queue"
+        time.sleep(0.2)
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)  # skip the requeue delay
     failed, _ = run_study(f, out, report=False, executor="slurm")  # follows the requeued job to its end
     assert failed == []

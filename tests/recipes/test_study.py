@@ -73,20 +73,24 @@ def test_study_errors_name_the_run_and_key(tmp_path):
         load_study(f, tmp_path)
 
 
-def test_parallel_slots_respect_dependencies_and_skip_complete(tmp_path):
+def test_seed_offset_shifts_seeds_names_and_references_and_is_recorded(tmp_path, capsys):
     f = tmp_path / "mini.toml"
-    f.write_text(STUDY.replace("per_class = [5, 10]", "per_class = [5]"))
-    out = tmp_path / "par"
-    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
-    assert failed == []
-    names = ["rot-s0", "rot-s1", "ft-pc5-s0", "ft-pc5-s1"]
-    summaries = {n: json.loads((out / n / "summary.json").read_text()) for n in names}
-    assert all(s["status"] == "complete" for s in summaries.values())
-    for seed in (0, 1):  # fine-tuning started after its rotation run finished
-        assert summaries[f"ft-pc5-s{seed}"]["started"] >= summaries[f"rot-s{seed}"]["finished"]
-    assert summaries["ft-pc5-s0"]["study_series"] == "rotation + finetune"
-    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
-    assert failed == []  # everything complete: nothing rerun
+    f.write_text(STUDY)
+    _, planned = load_study(f, tmp_path / "o", seed_offset=10)
+    assert [p.name for p in planned] == ["rot-s10", "rot-s11", "ft-pc5-s10", "ft-pc10-s10", "ft-pc5-s11",
+                                         "ft-pc10-s11"]
+    ft = planned[3]
+    assert ft.keys["seed"] == 10 and ft.keys["init"] == str(tmp_path / "o" / "rot-s10")
+    from cifarlab.cli import main
+
+    assert main(["study", str(f), "--out", str(tmp_path / "o"), "--dry-run", "--seed-offset", "10"]) == 0
+    assert "(seed offset 10)" in capsys.readouterr().out
+    one = tmp_path / "one.toml"
+    one.write_text(STUDY.split("[[runs]]")[0] + '[[runs]]\nrecipe = "scratch"\nname = "sc-s{seed}"\n')
+    failed, _ = api.study(str(one), str(tmp_path / "o"), report=False, seed_offset=3)
+    assert failed == [] and json.loads((tmp_path / "o" / "study.json").read_text())["seed_offset"] == 3
+    assert json.loads((tmp_path / "o" / "sc-s3" / "config.json").read_text())["config"]["seed"] == 3
+    assert "sc-s3: complete test_acc" in capsys.readouterr().err  # its headline, as it ended
 
 
 def test_a_study_goes_on_after_a_diverged_run_and_lists_it(tmp_path, capsys):
