@@ -9,7 +9,7 @@
 # The configuration works in a container: no cgroups (proctrack/linuxproc, task/none), cons_tres on cores with no
 # memory enforcement, no accounting database (accounting_storage/none); finished jobs go to the job completion log
 # (JobCompType=jobcomp/filetxt, $STATE/jobcomp.log) and stay in `scontrol show job` for MinJobAge (10 min).
-# slurm.conf is written to /etc/slurm/slurm.conf (where every Slurm command looks) only when that file is absent
+# `stop` also ends munged when `start` started it. slurm.conf is written to /etc/slurm/slurm.conf (where every Slurm command looks) only when that file is absent
 # or is one this script wrote: a real cluster's configuration is never replaced.
 set -euo pipefail
 STATE=${CIFARLAB_SLURM_DIR:-/var/tmp/cifarlab-slurm}
@@ -80,6 +80,7 @@ start() {
     of=/etc/munge/munge.key 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
   if ! munge -n >/dev/null 2>&1; then
     runuser -u munge -- /usr/sbin/munged
+    touch "$STATE/munged.ours"  # stop ends only a munged this script started
   fi
   alive "$STATE/slurmctld.pid" || slurmctld
   alive "$STATE/slurmd.pid" || slurmd
@@ -104,6 +105,9 @@ stop() {
       for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
   done
+  if [[ -f $STATE/munged.ours ]] && alive /run/munge/munged.pid; then
+    kill "$(cat /run/munge/munged.pid)"
+  fi
   ours && rm -f "$CONF"
   rm -rf "$STATE"
   echo "slurm stopped"

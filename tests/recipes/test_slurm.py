@@ -71,6 +71,8 @@ def test_settings_from_the_table_and_flags_and_their_errors(tmp_path):
         slurm.settings({"gpus": 2}, "f.toml")
     with pytest.raises(ConfigError, match=r"f.toml: \[slurm\] cpus_per_job='8' has the wrong type; expected int"):
         slurm.settings({"cpus_per_job": "8"}, "f.toml")
+    with pytest.raises(ConfigError, match=r"with executor=slurm each run is a job: set gpus_per_job"):
+        api.study(str(tmp_path / "none.toml"), str(tmp_path), executor="slurm", jobs_per_device=2)
     with pytest.raises(ConfigError, match=r"slurm time='soon': use minutes or \[D-\]HH:MM\[:SS\]"):
         slurm.settings({"time": "soon"}, "f.toml")
 
@@ -158,10 +160,16 @@ def test_slurm_jobs_get_afterok_dependencies_and_a_resubmission_follows_queued_j
 
 
 def _slurm_up() -> bool:
-    return bool(shutil.which("sinfo")) and subprocess.run(["sinfo", "-h"], capture_output=True).returncode == 0
+    """A Slurm answers, and it is the local test cluster (or CIFARLAB_SLURM_TESTS=1 allows another one): these tests
+    submit CPU jobs to the default partition and wait for them."""
+    if not shutil.which("sinfo") or subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+        return False
+    conf = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    return "cifarlab-local" in conf or os.environ.get("CIFARLAB_SLURM_TESTS") == "1"
 
 
-needs_slurm = pytest.mark.skipif(not _slurm_up(), reason="no Slurm answers here (benchmarks/slurm_local.sh start)")
+needs_slurm = pytest.mark.skipif(not _slurm_up(), reason="no local Slurm answers (benchmarks/slurm_local.sh start; "
+                                                         "CIFARLAB_SLURM_TESTS=1 for another cluster)")
 
 
 def _slurm_record(job_id: str) -> str:
@@ -208,9 +216,11 @@ PREEMPT = STUDY.split("[[runs]]")[0].replace("epochs = 1", "epochs = 16").replac
 @pytest.mark.heavy
 @pytest.mark.slurm
 @needs_slurm
-def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_path):
-    """``scontrol requeue`` (Slurm's preemption by requeue) after two epochs: the requeued job resumes the run from
-    its checkpoint, and the final weights equal an uninterrupted run's, tensor for tensor."""
+@pytest.mark.parametrize("how", ["requeue", "usr2"])
+def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_path, how):
+    """After two epochs, ``scontrol requeue`` (what preemption with PreemptMode=REQUEUE does: SIGTERM, requeue) or
+    USR2 (what ``--signal=USR2@S`` sends S seconds before the time limit: submitit checkpoints and requeues): the
+    requeued job resumes the run from its checkpoint, and the final weights equal an uninterrupted run's."""
     import torch
 
     from cifarlab.engine import checkpoint
@@ -227,7 +237,10 @@ def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_pa
         assert time.time() < deadline, "the job never trained two epochs"
         time.sleep(0.2)
     assert _summary(out, "long")["status"] == "running"
-    subprocess.run(["scontrol", "requeue", job], check=True)  # what preemption with PreemptMode=REQUEUE does
+    if how == "requeue":
+        subprocess.run(["scontrol", "requeue", job], check=True)
+    else:
+        subprocess.run(["scancel", "--signal=USR2", job], check=True)
     while slurm.slurm_state(job) != "PENDING":  # killed, then back in the queue
         assert time.time() < deadline, f"job {job} did not return to the queue"
         time.sleep(0.2)
@@ -238,6 +251,7 @@ def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_pa
     assert "Restarts=1" in show and "JobState=COMPLETED" in show
     log = "".join(p.read_text() for p in (out / ".slurm" / job).glob("*_log.*"))
     assert "resuming" in log and "after epoch" in log  # the requeued job continued from a checkpoint
+    assert ("signal 15" if how == "requeue" else "Caught signal SIGUSR2") in log
     ref = checkpoint.load(ref_out / "long" / "checkpoints" / "last.pt")
     got = checkpoint.load(out / "long" / "checkpoints" / "last.pt")
     for k in ref["model"]:

@@ -165,6 +165,9 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
     """
     _check_executor(executor)
+    if executor == "slurm" and (gpus or jobs_per_device > 1):
+        raise ConfigError("gpus / jobs_per_device place runs on this machine's devices (executor=local); with "
+                          "executor=slurm each run is a job: set gpus_per_job in [slurm] or --gpus-per-job")
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, planned = load_study(path, out, adjust, seed_offset)
     out = Path(out)
