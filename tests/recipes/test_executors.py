@@ -95,4 +95,4 @@ def test_headline_names_the_first_metric_a_run_has():
     assert executors.headline({"status": "complete", "linear_acc": 0.81, "knn_acc": 0.7, "train_time_s": 2.04}) == \
         "complete linear_acc 81.00% (train 2.0s)"
     assert executors.headline({"status": "diverged"}) == "diverged"
-    assert executors.headline({}) == "no summary"
+    assert executors.headline({}) == "not started"  # e.g. a job cancelled because its dependency failed

@@ -35,7 +35,7 @@ def headline(summary: dict[str, Any]) -> str:
                   "")
     train = summary.get("train_time_s")
     time_text = f" (train {train:.1f}s)" if isinstance(train, (int, float)) else ""
-    return f"{summary.get('status', 'no summary')}{metric}{time_text}"
+    return f"{summary.get('status', 'not started')}{metric}{time_text}"
 
 
 def status(out: Path, name: str) -> str | None:

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from cifarlab.recipes.study import PlannedRun
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
-               "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "PREEMPTED"}
+               "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "PREEMPTED", "UNKNOWN"}
 KILLED_WAIT_S = 300  # a job whose run was killed by a signal waits this long for Slurm to requeue or end it
 
 
@@ -193,11 +193,13 @@ def make_executor(out: Path, slurm: SlurmSettings) -> Any:
 
 
 def slurm_state(job_id: str) -> str:
-    """Slurm's state of a job (squeue while it is queued or running, then scontrol while Slurm keeps it), or
-    ``ENDED`` once Slurm no longer knows it."""
+    """Slurm's state of a job (squeue while it is queued or running, then scontrol while Slurm keeps it), ``ENDED``
+    once Slurm no longer knows it, ``UNKNOWN`` while the controller does not answer."""
     q = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False)
     if q.returncode == 0 and q.stdout.strip():
         return q.stdout.split()[0]
+    if q.returncode != 0 and "invalid job id" not in q.stderr.lower():
+        return "UNKNOWN"  # the controller did not answer (restarting, busy): counted as live, asked again
     s = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, check=False)
     m = re.search(r"JobState=(\S+)", s.stdout)
     return m.group(1) if m else "ENDED"
