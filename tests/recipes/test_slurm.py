@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cifarlab import api
-from cifarlab.errors import ConfigError
+from cifarlab.errors import CifarlabError, ConfigError
 from cifarlab.recipes import slurm
 from cifarlab.recipes.study import run_study
 
@@ -257,3 +257,25 @@ def test_a_job_preempted_mid_training_ends_with_the_uninterrupted_weights(tmp_pa
     for k in ref["model"]:
         assert torch.equal(ref["model"][k], got["model"][k]), k
     assert _summary(out, "long")["test_acc"] == _summary(ref_out, "long")["test_acc"]
+
+
+@pytest.mark.heavy  # three interpreter starts, two of them torchrun's two processes: about a minute on 2 cores
+def test_a_multi_device_job_is_one_torchrun_ddp_run_equal_to_one_process(tmp_path):
+    """What a job with gpus_per_job=2 runs (torchrun, 2 processes; gloo on the CPU here) trains the same weights as
+    one process on the global batch (the engine's DDP equivalence, through the job's own command)."""
+    import torch
+
+    from cifarlab.engine import checkpoint
+
+    keys = {"dataset": "synthetic:4:32:8", "model": "cnn_small_gn", "image_size": 16, "epochs": 2, "batch_size": 16,
+            "lr": 0.05, "augment": "none", "progress": "off", "embed_samples": 10, "num_threads": 1, "device": "cpu",
+            "out": str(tmp_path)}
+    assert slurm.RunJob("ddp", "scratch", {**keys, "name": "ddp"}, str(tmp_path), nproc=2)()["status"] == "complete"
+    assert slurm.RunJob("one", "scratch", {**keys, "name": "one"}, str(tmp_path), nproc=1)()["status"] == "complete"
+    a = checkpoint.load(tmp_path / "one" / "checkpoints" / "last.pt")["model"]
+    b = checkpoint.load(tmp_path / "ddp" / "checkpoints" / "last.pt")["model"]
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-5)
+    # and it was two processes: a global batch they cannot split is refused by the engine
+    with pytest.raises(CifarlabError, match="batch_size=15 must be divisible by the 2 processes"):
+        slurm.RunJob("odd", "scratch", {**keys, "name": "odd", "batch_size": 15}, str(tmp_path), nproc=2)()
