@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--executor", choices=("local", "slurm"), default="local",
                     help="local: this machine; slurm: one Slurm job per run (submitit), dependencies as afterok")
     sl = st.add_argument_group("slurm (over the study file's [slurm] table)")
-    for flag, kind, what in (("partition", str, "partition"), ("time", str, "time limit per job: minutes or "
-                             "[D-]HH:MM[:SS]"), ("gpus-per-job", int, "GPUs per job (>1: torchrun DDP in the job)"),
+    for flag, kind, what in (("partition", str, "partition"), ("time", str, "time limit per job: minutes, H:M:S or "
+                             "D-H:M:S"), ("gpus-per-job", int, "GPUs per job (>1: torchrun DDP in the job)"),
                              ("cpus-per-job", int, "CPUs per job"), ("mem", str, "memory per job, e.g. 32G"),
                              ("account", str, "account"), ("qos", str, "quality of service")):
         sl.add_argument("--" + flag, type=kind, default=None, help=what)

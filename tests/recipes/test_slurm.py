@@ -62,7 +62,8 @@ def test_settings_from_the_table_and_flags_and_their_errors(tmp_path):
     s = slurm.settings({"partition": "gpu", "time": "1-02:00:00", "sbatch": {"constraint": "a100"}}, "f.toml",
                        {"qos": "high", "time": None, "sbatch": {"exclusive": True}})
     assert (s.partition, s.qos, s.minutes()) == ("gpu", "high", 26 * 60)
-    assert slurm.settings({"time": "2:30"}, "f").minutes() == 150 and slurm.settings({"time": 45}, "f").minutes() == 45
+    minutes = {45: 45, "45": 45, "2:30": 3, "1:30:00": 90, "2-0": 2880, "1-1:30": 1530, "0-0:0:1": 1}  # Slurm's forms
+    assert {t: slurm.settings({"time": t}, "f").minutes() for t in minutes} == minutes
     lines = s.sbatch_lines()
     for line in ("#SBATCH --partition=gpu", "#SBATCH --qos=high", "#SBATCH --gpus-per-node=1", "#SBATCH --requeue",
                  "#SBATCH --constraint=a100", "#SBATCH --exclusive", "#SBATCH --signal=USR2@120"):
@@ -73,7 +74,7 @@ def test_settings_from_the_table_and_flags_and_their_errors(tmp_path):
         slurm.settings({"cpus_per_job": "8"}, "f.toml")
     with pytest.raises(ConfigError, match=r"with executor=slurm each run is a job: set gpus_per_job"):
         api.study(str(tmp_path / "none.toml"), str(tmp_path), executor="slurm", jobs_per_device=2)
-    with pytest.raises(ConfigError, match=r"slurm time='soon': use minutes or \[D-\]HH:MM\[:SS\]"):
+    with pytest.raises(ConfigError, match=r"slurm time='soon': use Slurm's formats: minutes, M:S"):
         slurm.settings({"time": "soon"}, "f.toml")
 
 

@@ -55,7 +55,7 @@ class SlurmSettings:
     """What each run's job asks Slurm for (the study file's ``[slurm]`` table; CLI flags override it)."""
 
     partition: str = ""  # '' = the cluster's default partition
-    time: str = "60"  # time limit: minutes, or Slurm's [D-]HH:MM[:SS]
+    time: str = "60"  # time limit in Slurm's formats: minutes, M:S, H:M:S, D-H, D-H:M, D-H:M:S
     gpus_per_job: int = 1  # > 1: the run is one torchrun DDP run over that many GPUs of one node
     cpus_per_job: int = 8
     mem: str = ""  # e.g. '32G'; '' = the partition's default
@@ -66,16 +66,20 @@ class SlurmSettings:
     setup: list[str] = field(default_factory=list)  # shell lines run before the job's run, e.g. 'module load cuda'
 
     def minutes(self) -> int:
-        """The time limit in minutes (what submitit takes)."""
-        m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(self.time).strip())
+        """The time limit in whole minutes (what submitit takes), from any of Slurm's formats: M, M:S, H:M:S, D-H,
+        D-H:M, D-H:M:S (seconds round up)."""
+        m = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", str(self.time).strip())
         if not m:
-            raise ConfigError(f"slurm time={self.time!r}: use minutes or [D-]HH:MM[:SS]")
-        days, a, b, c = (int(x) if x else 0 for x in m.groups())
-        if m.group(3) is None and m.group(1) is None:
-            return a  # plain minutes
-        if m.group(4) is not None or m.group(1) is not None:
-            return days * 1440 + a * 60 + b + (1 if c else 0)  # [D-]HH:MM:SS, seconds rounded up
-        return a * 60 + b  # HH:MM
+            raise ConfigError(f"slurm time={self.time!r}: use Slurm's formats: minutes, M:S, H:M:S, D-H, D-H:M or "
+                              "D-H:M:S")
+        parts = [int(x) for x in m.group(2).split(":")]
+        if m.group(1) is not None:  # D-H[:M[:S]]
+            hours, mins, secs = (parts + [0, 0])[:3]
+        elif len(parts) == 3:  # H:M:S
+            hours, mins, secs = parts
+        else:  # M or M:S
+            hours, mins, secs = 0, parts[0], parts[1] if len(parts) == 2 else 0
+        return int(m.group(1) or 0) * 1440 + hours * 60 + mins + (1 if secs else 0)
 
     def parameters(self) -> dict[str, Any]:
         """submitit ``SlurmExecutor`` parameters."""
