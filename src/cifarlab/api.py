@@ -46,21 +46,34 @@ def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding
     return str(build(runs_dir, fmt, out, embedding))
 
 
-def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None
+def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, *, executor: str = "local",
+          jobs_per_device: int = 1, seed_offset: int = 0, slurm: dict[str, Any] | None = None, wait: bool = True
           ) -> tuple[list[str], str | None]:
     """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report.
-    ``gpus``: run independent runs concurrently, one per listed CUDA device (or ``cpu`` slot)."""
+
+    Args:
+        gpus: run independent runs concurrently, one per listed CUDA device (or ``cpu`` slot).
+        executor: ``local`` (this machine) or ``slurm`` (one Slurm job per run, through submitit).
+        jobs_per_device: runs at once per listed device (or on the one device), as separate processes.
+        seed_offset: added to every run's seeds (``{seed}`` in names and ``@name`` references follow).
+        slurm: Slurm job settings over the study file's ``[slurm]`` table (partition, time, gpus_per_job,
+            cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s).
+        wait: Slurm: follow the jobs to their end, then report (False: return once submitted).
+    """
     from cifarlab.recipes.study import run_study
 
-    failed, path = run_study(study_file, out, report, gpus=gpus)
+    failed, path = run_study(study_file, out, report, gpus=gpus, executor=executor, jobs_per_device=jobs_per_device,
+                             seed_offset=seed_offset, slurm=slurm, wait=wait)
     return failed, str(path) if path else None
 
 
-def study_plan(study_file: str, out: str) -> str:
-    """The runs a study file describes, one line each: status in ``out``, name, recipe, init (validated, not run)."""
+def study_plan(study_file: str, out: str, seed_offset: int = 0, executor: str = "local",
+               slurm: dict[str, Any] | None = None) -> str:
+    """The runs a study file describes, one line each: status in ``out``, name, recipe, init (validated, not run);
+    for ``executor="slurm"`` also each job's options and what would be submitted after what."""
     from cifarlab.recipes.study import plan_lines
 
-    return plan_lines(study_file, out)
+    return plan_lines(study_file, out, seed_offset, executor, slurm)
 
 
 def bench(options: Any = None, log=None) -> str:

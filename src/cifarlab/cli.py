@@ -67,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "OUT) without running anything")
     st.add_argument("--gpus", default=None, help="comma-separated CUDA devices (or 'cpu' slots) to run independent "
                                                  "runs concurrently, one per device, e.g. 0,1,2,3")
+    st.add_argument("--jobs-per-device", type=int, default=1, metavar="K",
+                    help="runs at once per --gpus entry (or on the one device), as separate processes")
+    st.add_argument("--seed-offset", type=int, default=0, metavar="N", help="add N to every run's seeds")
+    st.add_argument("--executor", choices=("local", "slurm"), default="local",
+                    help="local: this machine; slurm: one Slurm job per run (submitit), dependencies as afterok")
+    sl = st.add_argument_group("slurm (over the study file's [slurm] table)")
+    for flag, kind, what in (("partition", str, "partition"), ("time", str, "time limit per job: minutes, H:M:S or "
+                             "D-H:M:S"), ("gpus-per-job", int, "GPUs per job (>1: torchrun DDP in the job)"),
+                             ("cpus-per-job", int, "CPUs per job"), ("mem", str, "memory per job, e.g. 32G"),
+                             ("account", str, "account"), ("qos", str, "quality of service")):
+        sl.add_argument("--" + flag, type=kind, default=None, help=what)
+    sl.add_argument("--sbatch", action="append", default=[], metavar="OPTION=VALUE",
+                    help="any other sbatch option, e.g. --sbatch constraint=a100 (repeatable)")
+    sl.add_argument("--no-wait", action="store_true", help="return once the jobs are submitted (report later with "
+                                                           "cifarlab report OUT)")
     b = sub.add_parser("bench", help="each regime's hot loop: images/s, TFLOP/s, MFU (CUDA), warm-up seconds apart")
     for f in dataclasses.fields(BenchOptions):
         flag = "--" + f.name.replace("_", "-")
@@ -118,6 +133,19 @@ class _DroppingStream:
         return getattr(self._stream, name)
 
 
+def _slurm_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The study's Slurm flags that were given, as ``SlurmSettings`` keys."""
+    flags = {k: getattr(args, k) for k in ("partition", "time", "gpus_per_job", "cpus_per_job", "mem", "account",
+                                           "qos") if getattr(args, k) is not None}
+    extra = {}
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise CifarlabError(f"--sbatch {item!r}: expected OPTION=VALUE (or OPTION), e.g. constraint=a100")
+        extra[key.lstrip("-")] = value if sep else True
+    return {**flags, **({"sbatch": extra} if extra else {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _DroppingStream):
         sys.stdout, sys.stderr = _DroppingStream(sys.stdout), _DroppingStream(sys.stderr)
@@ -135,11 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
             print(api.report(args.runs_dir, out, args.format, args.embedding))
         elif args.command == "study":
+            slurm = _slurm_flags(args)
             if args.dry_run:
-                print(api.study_plan(args.study_file, args.out))
+                print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm))
                 return 0
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-            failed, report = api.study(args.study_file, args.out, not args.no_report, gpus)
+            failed, report = api.study(args.study_file, args.out, not args.no_report, gpus, executor=args.executor,
+                                       jobs_per_device=args.jobs_per_device, seed_offset=args.seed_offset,
+                                       slurm=slurm, wait=not args.no_wait)
             if failed:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1

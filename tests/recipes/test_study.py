@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -73,69 +72,24 @@ def test_study_errors_name_the_run_and_key(tmp_path):
         load_study(f, tmp_path)
 
 
-STUDIES = sorted((Path(__file__).resolve().parents[2] / "configs" / "studies").glob("*.toml"))
-
-
-def _smoke(keys):
-    """Every run of a shipped study shrunk to a few steps on synthetic images: its name, recipe, models, sweeps and
-    @run references stay the study's own."""
-    from cifarlab.config import keys as config_keys
-    from cifarlab.recipes.execute import RECIPES
-
-    valid = set(config_keys(RECIPES.get(keys["recipe"]).config_class))
-    small = {"dataset": "synthetic:10:12:3", "image_size": 8, "max_steps_per_epoch": 1, "epochs": min(
-        keys.get("epochs", 1), 1), "linear_epochs": 1, "resolution": 64, "head_init": "random",
-             "batch_size": 8, "eval_batch_size": 64, "progress": "off", "val_fraction": 0.2, "test_per_class": 0,
-             "warmup_min_steps": 0, "weights": "none", "embed_samples": 0}  # no downloads; no t-SNE to draw
-    out = {**{k: v for k, v in keys.items() if k != "lr"},  # the rate follows the smoke batch
-           **{k: v for k, v in small.items() if k in valid}}
-    if out.get("per_class"):
-        out["per_class"] = min(out["per_class"], 10)  # the synthetic set has 12 per class
-    return out
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("study", [pytest.param(f, marks=pytest.mark.heavy) if f.stem in ("curriculum", "lowlabel")
-                                   else f for f in STUDIES], ids=[f.stem for f in STUDIES])
-def test_every_shipped_study_runs_end_to_end(study, tmp_path):
-    """solo-learn's habit: every shipped config is run, not only parsed. Each run starts and completes, '@run'
-    references resolve to the run they name, and the report is written."""
-    import re
-
-    from cifarlab.recipes.study import run_study
-
-    # every entry of the file, with its seeds and sweeps cut to the first one or two values
-    text = re.sub(r"seeds = \[(\d+)[^\]]*\]", r"seeds = [\1]", study.read_text())
-    text = re.sub(r"(per_class|train_fraction) = \[([^,\]]+), ([^,\]]+)[^\]]*\]", r"\1 = [\2, \3]", text)
-    small = tmp_path / study.name
-    small.write_text(text)
-    meta, planned = load_study(small, tmp_path)
-    assert len({p.keys["recipe"] for p in planned}) == len({p.keys["recipe"] for p in load_study(study, tmp_path)[1]})
-    failed, report = run_study(small, tmp_path, adjust=_smoke)
-    assert failed == [], failed
-    for run in planned:
-        s = json.loads((tmp_path / run.name / "summary.json").read_text())
-        assert s["status"] == "complete", (run.name, s.get("error"))
-        init = run.keys.get("init", "")
-        if init and init != "random":  # '@name' resolved to that run's directory, which exists and completed
-            assert Path(init).parent == tmp_path and (Path(init) / "checkpoints" / "best.pt").is_file()
-    assert report is not None and report.is_file()
-
-
-def test_parallel_slots_respect_dependencies_and_skip_complete(tmp_path):
+def test_seed_offset_shifts_seeds_names_and_references_and_is_recorded(tmp_path, capsys):
     f = tmp_path / "mini.toml"
-    f.write_text(STUDY.replace("per_class = [5, 10]", "per_class = [5]"))
-    out = tmp_path / "par"
-    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
-    assert failed == []
-    names = ["rot-s0", "rot-s1", "ft-pc5-s0", "ft-pc5-s1"]
-    summaries = {n: json.loads((out / n / "summary.json").read_text()) for n in names}
-    assert all(s["status"] == "complete" for s in summaries.values())
-    for seed in (0, 1):  # fine-tuning started after its rotation run finished
-        assert summaries[f"ft-pc5-s{seed}"]["started"] >= summaries[f"rot-s{seed}"]["finished"]
-    assert summaries["ft-pc5-s0"]["study_series"] == "rotation + finetune"
-    failed, _ = api.study(str(f), str(out), report=False, gpus=["cpu", "cpu"])
-    assert failed == []  # everything complete: nothing rerun
+    f.write_text(STUDY)
+    _, planned = load_study(f, tmp_path / "o", seed_offset=10)
+    assert [p.name for p in planned] == ["rot-s10", "rot-s11", "ft-pc5-s10", "ft-pc10-s10", "ft-pc5-s11",
+                                         "ft-pc10-s11"]
+    ft = planned[3]
+    assert ft.keys["seed"] == 10 and ft.keys["init"] == str(tmp_path / "o" / "rot-s10")
+    from cifarlab.cli import main
+
+    assert main(["study", str(f), "--out", str(tmp_path / "o"), "--dry-run", "--seed-offset", "10"]) == 0
+    assert "(seed offset 10)" in capsys.readouterr().out
+    one = tmp_path / "one.toml"
+    one.write_text(STUDY.split("[[runs]]")[0] + '[[runs]]\nrecipe = "scratch"\nname = "sc-s{seed}"\n')
+    failed, _ = api.study(str(one), str(tmp_path / "o"), report=False, seed_offset=3)
+    assert failed == [] and json.loads((tmp_path / "o" / "study.json").read_text())["seed_offset"] == 3
+    assert json.loads((tmp_path / "o" / "sc-s3" / "config.json").read_text())["config"]["seed"] == 3
+    assert "sc-s3: complete test_acc" in capsys.readouterr().err  # its headline, as it ended
 
 
 def test_a_study_goes_on_after_a_diverged_run_and_lists_it(tmp_path, capsys):

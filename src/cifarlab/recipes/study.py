@@ -22,15 +22,22 @@ Study file::
     init = "@rot-s{seed}"    # '@NAME' = the run directory of another run of this study
     per_class = [20, 100]    # a list sweeps: one run per value
     series = "rotation + finetune"   # groups runs into a curve of accuracy vs per_class in the report
+
+    [slurm]                  # optional: each job's Slurm options for --executor slurm (recipes/slurm.py)
+    partition = "gpu"
+    time = "2:00:00"
+    gpus_per_job = 1
+
+How runs are executed (one process after another, K processes per device, Slurm jobs): ``recipes/executors.py`` and
+``recipes/slurm.py``.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +45,12 @@ from cifarlab import config as config_mod
 from cifarlab.config import make_config
 from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
-from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.recipes.execute import execute, run_name
+from cifarlab.errors import ConfigError
+from cifarlab.recipes import executors
+from cifarlab.recipes.execute import run_name
 
 SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
+EXECUTORS = ("local", "slurm")
 
 
 @dataclass
@@ -52,16 +61,19 @@ class PlannedRun:
     series: str | None
 
 
-def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-               ) -> tuple[dict[str, Any], list[PlannedRun]]:
+def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+               seed_offset: int = 0) -> tuple[dict[str, Any], list[PlannedRun]]:
     """Parse and validate a study file into the runs it describes (every config is checked before any run).
 
-    ``adjust`` maps each run's keys to the keys it runs with, after its name is fixed (a smoke test shrinks every
-    run this way and keeps the study's names and ``@run`` references)."""
+    Args:
+        adjust: maps each run's keys to the keys it runs with, after its name is fixed (a smoke test shrinks every
+            run this way and keeps the study's names and ``@run`` references).
+        seed_offset: added to every run's seeds; ``{seed}`` in names and ``@name`` references follow.
+    """
     doc = config_mod.load_toml(path)
-    unknown = set(doc) - {"study", "defaults", "runs"}
+    unknown = set(doc) - {"study", "defaults", "runs", "slurm"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: study, defaults, runs")
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: study, defaults, runs, slurm")
     meta, defaults, entries = doc.get("study", {}), doc.get("defaults", {}), doc.get("runs", [])
     bad = sorted(set(meta) - {"name", "description", "note"})
     if bad:
@@ -74,11 +86,14 @@ def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, An
         if "recipe" not in entry:
             raise ConfigError(f"{path}: run {i} has no recipe")
         seeds = entry.pop("seeds", [entry.get("seed", 0)])
+        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+            raise ConfigError(f"{path}: run {i}: seeds={seeds!r} must be a list of integers")
         series = entry.pop("series", None)
         template = entry.pop("name", None)
         sweeps = {k: v for k, v in entry.items() if k in SWEEPABLE and isinstance(v, list)}
-        for seed, *values in itertools.product(seeds, *sweeps.values()):
-            keys = {**entry, **dict(zip(sweeps, values)), "seed": seed, "out": str(out)}
+        for seed, *values in itertools.product([s + seed_offset for s in seeds], *sweeps.values()):
+            keys = {**entry, **dict(zip(sweeps, values)), "seed": seed, "out": str(out),
+                    **({"series": series} if series else {})}  # the run records its curve when it starts
             fill = {k: v for k, v in keys.items() if isinstance(v, (str, int, float))}
             if isinstance(keys.get("init"), str) and keys["init"].startswith("@"):
                 keys["init"] = str(Path(out) / keys["init"][1:].format(**fill))
@@ -99,40 +114,90 @@ def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, An
     return meta, planned
 
 
-def plan_lines(path: str | Path, out: str | Path) -> str:
-    meta, planned = load_study(path, out)
-    lines = [f"study {meta.get('name', Path(path).stem)}: {len(planned)} runs into {out}"]
+def slurm_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
+    """The study file's ``[slurm]`` table with ``overrides`` (CLI flags) on top, as a
+    :class:`cifarlab.recipes.slurm.SlurmSettings`."""
+    from cifarlab.recipes import slurm
+
+    return slurm.settings(config_mod.load_toml(path).get("slurm"), str(path), overrides)
+
+
+def plan_lines(path: str | Path, out: str | Path, seed_offset: int = 0, executor: str = "local",
+               slurm: dict[str, Any] | None = None) -> str:
+    """The runs a study describes, one line each with its status in ``out``; for Slurm, also what would be
+    submitted and each job's options."""
+    _check_executor(executor)
+    meta, planned = load_study(path, out, seed_offset=seed_offset)
+    lines = [f"study {meta.get('name', Path(path).stem)}: {len(planned)} runs into {out}"
+             + (f" (seed offset {seed_offset})" if seed_offset else "")]
     for i, run in enumerate(planned, 1):
-        status = _status(Path(out), run.name) or "to run"
+        status = executors.status(Path(out), run.name) or "to run"
         init = f" init={Path(run.keys['init']).name}" if run.keys.get("init") else ""
         extra = "".join(f" {k}={run.keys[k]}" for k in ("model", "per_class", "seed", "epochs") if k in run.keys)
         lines.append(f"{i:>3}. [{status}] {run.name} ({run.recipe}{init}{extra})")
+    if executor == "slurm":
+        from cifarlab.recipes import slurm as slurm_mod
+
+        lines += slurm_mod.plan_lines(planned, Path(out), slurm_settings(path, slurm))
     return "\n".join(lines)
 
 
+def _check_executor(executor: str) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError(f"executor={executor!r}: allowed: {', '.join(EXECUTORS)}")
+
+
 def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None,
-              adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> tuple[list[str], Path | None]:
-    """Run every planned run not yet complete; returns (failed run names, report path).
+              adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *, executor: str = "local",
+              jobs_per_device: int = 1, seed_offset: int = 0, slurm: dict[str, Any] | None = None,
+              wait: bool = True, submitit_executor: Any = None) -> tuple[list[str], Path | None]:
+    """Run (or submit) every planned run not yet complete; returns (names of runs that did not complete, report).
 
     Args:
-        gpus: run independent runs concurrently, one process per entry (a CUDA device index, or ``cpu``);
-            a run that starts from another run of the study (``init = "@name"``) waits for it.
+        gpus: local executor: CUDA device indices (or ``cpu``) to run runs on concurrently, as separate processes.
+        jobs_per_device: local executor: runs at once per listed device (or on the one device when none are
+            listed); 1 with no ``gpus`` runs everything in this process. A run that starts from another run of the
+            study (``init = "@name"``) waits for it.
+        seed_offset: added to every run's seeds (recorded in study.json).
+        executor: ``local`` (this machine) or ``slurm`` (one Slurm job per run, :mod:`cifarlab.recipes.slurm`).
+        slurm: Slurm settings over the study file's ``[slurm]`` table (keys of ``SlurmSettings``).
+        wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
+        submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
     """
+    _check_executor(executor)
+    if executor == "slurm" and (gpus or jobs_per_device > 1):
+        raise ConfigError("gpus / jobs_per_device place runs on this machine's devices (executor=local); with "
+                          "executor=slurm each run is a job: set gpus_per_job in [slurm] or --gpus-per-job")
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    meta, planned = load_study(path, out, adjust)
-    Path(out).mkdir(parents=True, exist_ok=True)
+    meta, planned = load_study(path, out, adjust, seed_offset)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     study_name = meta.get("name", Path(path).stem)
-    # what the report says about the study as a whole (its budget, what its numbers are and are not)
-    write_json(Path(out) / "study.json", {"name": study_name, "file": str(path), **{
-        k: meta[k] for k in ("description", "note") if k in meta}})
-    if gpus:
-        failed = _run_parallel(planned, Path(out), gpus, study_name, log)
+    settings = slurm_settings(path, slurm) if executor == "slurm" else None
+    names = {p.name for p in planned}
+    earlier = read_json(out / "study.json").get("runs", {})  # job ids of an earlier submission are kept
+    # what the report says about the study as a whole (its budget, what its numbers are and are not), and how it ran
+    write_json(out / "study.json", {
+        "name": study_name, "file": str(path), **{k: meta[k] for k in ("description", "note") if k in meta},
+        "seed_offset": seed_offset, "executor": executor, "jobs_per_device": jobs_per_device,
+        **({"slurm": asdict(settings)} if settings else {}),
+        "runs": {n: v for n, v in earlier.items() if n in names}})
+    say = executors.Reporter(study_name, len(planned), log)
+    if settings is not None:
+        from cifarlab.recipes.slurm import run_slurm
+
+        failed = run_slurm(planned, out, settings, say, submitit_executor, wait)
+        if not wait:
+            say(f"submitted; follow with squeue, then: cifarlab report {out}")
+            return failed, None
+    elif gpus or jobs_per_device > 1:
+        failed = executors.run_parallel(planned, out, executors.device_slots(gpus, jobs_per_device), say)
     else:
-        failed = _run_sequential(planned, Path(out), study_name, log)
+        failed = executors.run_sequential(planned, out, say)
     if failed:
-        log(f"[study {study_name}] {len(failed)} of {len(planned)} runs did not complete:")
+        say(f"{len(failed)} of {len(planned)} runs did not complete:")
         for name in failed:
-            s = read_json(Path(out) / name / "summary.json")
+            s = read_json(out / name / "summary.json")
             status = s.get("status", "skipped")
             why = s.get("error") or "it starts from a run that did not complete"
             log(f"  {name} ({status}): {why.removeprefix(status + ': ')}")
@@ -140,110 +205,6 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
     if report:
         from cifarlab.analysis.report import build
 
-        report_path = build(out, "html", Path(out) / "report.html")
-        log(f"[study {study_name}] report: {report_path}")
+        report_path = build(out, "html", out / "report.html")
+        say(f"report: {report_path}")
     return failed, report_path
-
-
-def _status(out: Path, name: str) -> str | None:
-    return read_json(out / name / "summary.json").get("status")
-
-
-def _tag_series(out: Path, run: PlannedRun) -> None:
-    if run.series:
-        summary = out / run.name / "summary.json"
-        write_json(summary, {**read_json(summary), "study_series": run.series})
-
-
-def _run_sequential(planned: list[PlannedRun], out: Path, study_name: str, log) -> list[str]:
-    failed, durations = [], []
-    names = {p.name for p in planned}
-    for i, run in enumerate(planned, 1):
-        run_dir = Path(out) / run.name
-        status = read_json(run_dir / "summary.json").get("status")
-        source = Path(str(run.keys.get("init", ""))).name
-        if source in names and source in failed:
-            log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} skipped: it starts from {source}, which "
-                "did not complete")
-            failed.append(run.name)
-            continue
-        remaining = len(planned) - i + 1
-        eta = f", ETA {sum(durations) / len(durations) * remaining / 60:.1f} min" if durations else ""
-        if status == "complete":
-            log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} already complete, skipped")
-            continue
-        log(f"[study {study_name}] run {i}/{len(planned)}: {run.name} ({run.recipe}"
-            f"{', resuming' if status else ''}){eta}")
-        keys = {**run.keys, "resume": bool(status)}
-        t0 = time.perf_counter()
-        try:
-            execute(make_config(run.recipe, overrides=keys))
-            _tag_series(out, run)
-        except CifarlabError as exc:
-            log(f"[study {study_name}] run {run.name} did not complete: {exc}")
-            failed.append(run.name)
-        except Exception as exc:  # a bug in one run must not stop the others; its summary holds the error
-            log(f"[study {study_name}] run {run.name} failed: {type(exc).__name__}: {exc}")
-            failed.append(run.name)
-        durations.append(time.perf_counter() - t0)
-    return failed
-
-
-def _command(run: PlannedRun, resume: bool) -> list[str]:
-    args = [sys.executable, "-m", "cifarlab.cli", "train", "--recipe", run.recipe]
-    for k, v in {**run.keys, "resume": resume}.items():
-        if k == "recipe":
-            continue
-        text = ",".join(str(x) for x in v) if isinstance(v, list) else str(v).lower() if isinstance(v, bool) else v
-        args += ["--set", f"{k}={text}"]
-    return args
-
-
-def _run_parallel(planned: list[PlannedRun], out: Path, gpus: list[str], study_name: str, log) -> list[str]:
-    """One process per device slot; a run whose ``init`` is another planned run starts after that run."""
-    import os
-    import subprocess
-
-    names = {p.name for p in planned}
-    deps = {p.name: {Path(str(p.keys.get("init", ""))).name} & names for p in planned}
-    done = {p.name for p in planned if _status(out, p.name) == "complete"}
-    pending = [p for p in planned if p.name not in done]
-    running: dict[str, tuple[subprocess.Popen, PlannedRun, object]] = {}
-    failed: list[str] = []
-    total = len(planned)
-    while pending or running:
-        for slot in gpus:
-            if slot in running:
-                continue
-            ready = next((p for p in pending if deps[p.name] <= done), None)
-            if ready is None:
-                break
-            pending.remove(ready)
-            env = dict(os.environ)
-            if slot != "cpu":
-                env["CUDA_VISIBLE_DEVICES"] = slot
-            logf = open(out / f"{ready.name}.log", "a")
-            proc = subprocess.Popen(_command(ready, resume=_status(out, ready.name) is not None), env=env,
-                                    stdout=logf, stderr=subprocess.STDOUT)
-            running[slot] = (proc, ready, logf)
-            log(f"[study {study_name}] {len(done) + len(running)}/{total} started {ready.name} on {slot}")
-        for slot, (proc, run, logf) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            logf.close()
-            del running[slot]
-            if proc.returncode == 0 and _status(out, run.name) == "complete":
-                _tag_series(out, run)
-                done.add(run.name)
-                log(f"[study {study_name}] {len(done)}/{total} complete: {run.name}")
-            else:
-                failed.append(run.name)
-                log(f"[study {study_name}] run {run.name} failed (see {out / (run.name + '.log')})")
-        blocked = [p for p in pending if deps[p.name] & set(failed)]
-        for p in blocked:
-            pending.remove(p)
-            failed.append(p.name)
-            log(f"[study {study_name}] run {p.name} skipped: it starts from a failed run")
-        if running:
-            time.sleep(0.5)
-    return failed

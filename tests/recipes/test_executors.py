@@ -1,0 +1,98 @@
+"""The local executors: K runs at once per device as separate processes give the same results as one after another
+in this process, respect ``@name`` dependencies, skip complete runs and print each run's headline as it ends."""
+
+import json
+
+import pytest
+import torch
+
+from cifarlab.engine import checkpoint
+from cifarlab.errors import CifarlabError
+from cifarlab.recipes import executors
+from cifarlab.recipes.study import run_study
+
+STUDY = """
+[study]
+name = "mini"
+
+[defaults]
+dataset = "synthetic:4:30:10"
+model = "cnn_small"
+image_size = 16
+epochs = 1
+batch_size = 16
+lr = 0.05
+progress = "off"
+embed_samples = 20
+device = "cpu"
+num_threads = 1
+
+[[runs]]
+recipe = "rotation"
+name = "rot-s{seed}"
+seeds = [0, 1]
+
+[[runs]]
+recipe = "finetune"
+init = "@rot-s{seed}"
+name = "ft-s{seed}"
+series = "rotation + finetune"
+per_class = 5
+seeds = [0, 1]
+"""
+NAMES = ["rot-s0", "rot-s1", "ft-s0", "ft-s1"]
+
+
+def _summary(out, name):
+    return json.loads((out / name / "summary.json").read_text())
+
+
+def test_two_jobs_per_device_equal_one_at_a_time_and_respect_dependencies(tmp_path):
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY)
+    logs: dict[int, list[str]] = {1: [], 2: []}
+    for k in (1, 2):
+        failed, _ = run_study(f, tmp_path / f"k{k}", report=False, log=logs[k].append, jobs_per_device=k)
+        assert failed == [], logs[k]
+    one, two = tmp_path / "k1", tmp_path / "k2"
+    for name in NAMES:
+        a, b = _summary(one, name), _summary(two, name)
+        assert a["status"] == b["status"] == "complete"
+        metric = "rotation_test_acc" if name.startswith("rot") else "test_acc"
+        assert a[metric] == b[metric], name
+        wa = checkpoint.load(one / name / "checkpoints" / "best.pt")["model"]
+        wb = checkpoint.load(two / name / "checkpoints" / "best.pt")["model"]
+        assert all(torch.equal(wa[key], wb[key]) for key in wa), name
+    for seed in (0, 1):  # a fine-tune started after its rotation run had finished
+        assert _summary(two, f"ft-s{seed}")["started"] >= _summary(two, f"rot-s{seed}")["finished"]
+    assert _summary(two, "ft-s0")["study_series"] == "rotation + finetune"
+    log = logs[2]
+    started = [i for i, line in enumerate(log) if " started " in line]
+    first_end = next(i for i, line in enumerate(log) if ": complete " in line)
+    assert len([i for i in started if i < first_end]) == 2, log  # two runs ran at once
+    for name in NAMES:  # each run's headline, as it ended
+        s = _summary(two, name)
+        metric = "rotation_test_acc" if name.startswith("rot") else "test_acc"
+        assert f"[study mini] {name}: complete {metric} {100 * s[metric]:.2f}% (train {s['train_time_s']:.1f}s)" in log
+    assert json.loads((two / "study.json").read_text())["runs"]["ft-s1"]["state"] == "complete"
+    logs[2].clear()
+    failed, _ = run_study(f, two, report=False, log=logs[2].append, jobs_per_device=2)
+    assert failed == [] and not any(" started " in line for line in logs[2])  # all complete: nothing rerun
+
+
+def test_device_slots_and_their_environment(monkeypatch):
+    assert executors.device_slots(["0", "1"], 2) == [("0", 0), ("0", 1), ("1", 0), ("1", 1)]
+    assert executors.device_slots(None, 3) == [(None, 0), (None, 1), (None, 2)]
+    with pytest.raises(CifarlabError, match="jobs_per_device=0: must be 1 or more"):
+        executors.device_slots(None, 0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 8)
+    assert executors._env("1", 0)["CUDA_VISIBLE_DEVICES"] == "1"
+    assert executors._env(None, 4)["OMP_NUM_THREADS"] == "2" and "OMP_NUM_THREADS" not in executors._env(None, 1)
+
+
+def test_headline_names_the_first_metric_a_run_has():
+    assert executors.headline({"status": "complete", "linear_acc": 0.81, "knn_acc": 0.7, "train_time_s": 2.04}) == \
+        "complete linear_acc 81.00% (train 2.0s)"
+    assert executors.headline({"status": "diverged"}) == "diverged"
+    assert executors.headline({}) == "not started"  # e.g. a job cancelled because its dependency failed
