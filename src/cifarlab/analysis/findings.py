@@ -1,39 +1,54 @@
 """The curriculum's questions, answered from run summaries: which runs each question compares, the measured
-differences with their spread over seeds, and the sentences that state them.
+differences, and the sentences that state them.
 
-Runs that differ only by seed form one *arm* (mean and standard deviation over seeds). A difference between two
-arms is stated with its standard error, sqrt(sd_a^2/n_a + sd_b^2/n_b), when both arms have two seeds or more; with
-one seed the sentence says that no spread was measured. A difference smaller than twice its standard error is
-called "within the seed spread"."""
+Runs that differ only by seed form one *arm*. Two arms are compared with Welch's t-test over their seeds
+(``analysis.stats.welch``, i.e. ``scipy.stats.ttest_ind(a, b, equal_var=False)``): each sentence states the
+difference in points, its 95% confidence interval (Welch-Satterthwaite degrees of freedom), n per arm and p. A
+difference is called one ("beats", "trails") only at p < 0.05; otherwise the sentence says there is no significant
+difference. With fewer than 3 seeds in an arm the sentence says the difference was not tested.
+
+A run is filed under a question by its recipe and what it recorded it started from (``started_from``, see
+``analysis.origin``), never by guessing from its config."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cifarlab.analysis import metrics
+from cifarlab.analysis.origin import UNRECORDED, Origins
 from cifarlab.analysis.runs import Run
+from cifarlab.analysis.stats import Comparison, describe_p, is_finite, seeds_text, welch
 
 TRANSFER = ("linear", "partial", "finetune")
 REGIME_WORDS = {"linear": "the linear probe", "partial": "the last block", "finetune": "full fine-tuning"}
 CONTRASTIVE = ("supcon", "simclr", "supcon_ce")
+# the order usually reported for frozen features against fine-tuning, stated beside a measured order that differs
+USUAL_TRANSFER_ORDER = ("Kornblith, Shlens & Le (CVPR 2019, \u201cDo Better ImageNet Models Transfer Better?\u201d) "
+                        "report full fine-tuning at or above the linear probe on frozen ImageNet features")
 
 
 def cost_s(summary: dict[str, Any]) -> float | None:
     """Seconds a run spent producing its result: training, plus the frozen-backbone embedding and the LP-FT head
-    probe where the run had them (so that a cached linear probe is not shown as free)."""
+    probe where the run had them. ``embed_time_s`` is the time the embedding took when it was computed, also on a
+    cache hit, so a cached linear probe is not shown as free."""
     parts = [summary.get(k) for k in ("train_time_s", "embed_time_s", "head_init_s")]
-    parts = [p for p in parts if isinstance(p, (int, float)) and math.isfinite(p)]
+    parts = [p for p in parts if is_finite(p)]
     return sum(parts) if parts else None
+
+
+def metric_of(run: Run, metric: str) -> float | None:
+    if metric == "accuracy":
+        return run.accuracy
+    v = run.summary.get(metric) if run.status == "complete" else None
+    return float(v) if is_finite(v) else None
 
 
 @dataclass
 class Arm:
-    """One configuration, averaged over the seeds it was run with."""
+    """One configuration, over the seeds it was run with."""
 
     label: str
     runs: list[Run]
@@ -51,54 +66,102 @@ class Arm:
         return sum(costs) / len(costs) if costs else None
 
     @property
+    def cache_hits(self) -> int:
+        """Runs of the arm whose frozen embedding was read from the cache (counted at its computed time)."""
+        return sum(r.summary.get("embedding_cache") == "hit" for r in self.runs)
+
+    @property
     def trainable(self) -> int | None:
         return self.runs[0].summary.get("params_trainable")
 
+    @property
+    def dataset(self) -> str:
+        return dataset_of(self.runs[0])
 
-def metric_of(run: Run, metric: str) -> float | None:
-    if metric == "accuracy":
-        return run.accuracy
-    v = run.summary.get(metric) if run.status == "complete" else None
-    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.runs[0].summary
+
+
+@dataclass
+class Statement:
+    """A sentence of a question, with the comparison it states (None for a sentence about one arm)."""
+
+    text: str
+    a: str | None = None
+    b: str | None = None
+    metric: str | None = None
+    comparison: Comparison | None = None
+
+    def to_json(self, question: str) -> dict[str, Any]:
+        """The findings.json entry of a comparison."""
+        c = self.comparison
+        assert c is not None
+        return {"question": question, "a": self.a, "b": self.b, "metric": self.metric, "a_values": c.a_values,
+                "b_values": c.b_values, "diff_points": c.diff_points,
+                "ci95_points": list(c.ci95_points) if c.ci95_points else None, "p_value": c.p_value,
+                "test": c.test, "verdict": c.verdict, "sentence": self.text}
 
 
 @dataclass
 class Finding:
-    """One question of the curriculum: its arms (the table), sentences and the name of its chart."""
+    """One question of the curriculum: its arms (the table), statements and the name of its chart."""
 
     key: str
     title: str
     question: str
     arms: list[Arm] = field(default_factory=list)
-    sentences: list[str] = field(default_factory=list)
-    numbers: list[dict[str, Any] | None] = field(default_factory=list)  # what each sentence states (or None)
+    statements: list[Statement] = field(default_factory=list)
 
-    def add(self, sentence: str, numbers: dict[str, Any] | None = None) -> None:
-        self.sentences.append(sentence)
-        self.numbers.append(numbers)
+    @property
+    def sentences(self) -> list[str]:
+        return [s.text for s in self.statements]
+
+    @property
+    def comparisons(self) -> list[Statement]:
+        return [s for s in self.statements if s.comparison is not None]
+
+    def add(self, statement: Statement | str) -> None:
+        self.statements.append(Statement(statement) if isinstance(statement, str) else statement)
+
+    @property
+    def mixes_datasets(self) -> bool:
+        return len({a.dataset for a in self.arms}) > 1
 
 
-def compare(a: Arm, b: Arm, what_a: str, what_b: str, metric: str | None = None, unit: str = "") -> tuple[str, dict]:
-    """'what_a beats what_b by 4.10 ± 0.80 points (82.30% vs 78.20%, 3 seeds each) at 3.2x the training time.'"""
-    (ma, sa, na), (mb, sb, nb) = a.stat(metric), b.stat(metric)
-    diff = 100 * (ma - mb)
-    verb = "beats" if diff > 0 else ("trails" if diff < 0 else "equals")
-    if na > 1 and nb > 1:
-        se = 100 * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
-        spread = f" ± {se:.2f}"
-        seeds = f"{na} seeds each" if na == nb else f"{na} and {nb} seeds"
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def compare(a: Arm, b: Arm, what_a: str, what_b: str, metric: str | None = None, unit: str = "") -> Statement:
+    """The sentence and Welch comparison of arm ``a`` against arm ``b``, e.g. 'Full fine-tuning beats the linear
+    probe by 4.00 points (82.00% vs 78.00%; 95% CI 1.23 to 6.77 points; Welch's t-test p = 0.012, 3 seeds each), at
+    3.0x the training time.'"""
+    metric = metric or a.metric
+    c = welch(a.values(metric), b.values(metric))
+    na, nb = len(c.a_values), len(c.b_values)
+    means = f"{100 * c.a_mean:.2f}% vs {100 * c.b_mean:.2f}%"
+    size = f"{abs(c.diff_points):.2f} points"
+    if c.p_value is None:
+        side = "above" if c.diff_points > 0 else "below" if c.diff_points < 0 else "equal to"
+        text = (f"{what_a} is {size + ' ' if c.diff_points else ''}{side} {what_b}{unit} ({means}, "
+                f"{seeds_text(na, nb)})")
+        tail = f"; the difference was not tested ({c.reason})"
     else:
-        se, spread, seeds = None, "", "one seed, so no spread was measured"
-    text = (f"{what_a} {verb} {what_b}" + (f" by {abs(diff):.2f}{spread} points" if diff else "")
-            + f"{unit} ({100 * ma:.2f}% vs {100 * mb:.2f}%, {seeds})")
+        lo, hi = c.ci95_points
+        evidence = f"{means}; 95% CI {lo:+.2f} to {hi:+.2f} points; Welch's t-test {describe_p(c.p_value)}, " \
+                   f"{seeds_text(na, nb)}"
+        if c.verdict == "no significant difference":
+            text = (f"{what_a} and {what_b} show no significant difference{unit}: {c.diff_points:+.2f} points "
+                    f"({evidence})")
+        else:
+            verb = "beats" if c.verdict == "a better" else "trails"
+            text = f"{what_a} {verb} {what_b} by {size}{unit} ({evidence})"
+        tail = ""
     ca, cb = a.cost, b.cost
     if ca and cb:
-        text += f" at {ca / cb:.1f}x the training time"
-    if se is not None and abs(diff) < 2 * se:
-        text += "; the difference is within the seed spread"
-    text += "."
-    return text[0].upper() + text[1:], {"a": a.label, "b": b.label, "metric": metric or a.metric, "a_mean": ma,
-                                        "b_mean": mb, "diff_points": diff, "se_points": se}
+        text += f", at {ca / cb:.1f}x the training time"
+    return Statement(_cap(text + tail) + ".", a.label, b.label, metric, c)
 
 
 def _arms(runs: list[Run], key) -> dict[tuple, list[Run]]:
@@ -110,7 +173,7 @@ def _arms(runs: list[Run], key) -> dict[tuple, list[Run]]:
 
 # config keys that do not change what a run measures: runs equal in everything else are seeds of one arm
 NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress", "data_root", "num_threads",
-                 "embed_samples", "eval_batch_size", "series"}
+                 "embed_samples", "eval_batch_size", "series", "reference"}
 
 
 def _variant(run: Run) -> tuple:
@@ -119,7 +182,7 @@ def _variant(run: Run) -> tuple:
 
 
 def seed_arms(label: str, runs: list[Run], metric: str = "accuracy") -> list[Arm]:
-    """One arm per configuration: runs that differ only by seed are averaged; runs that differ in anything else
+    """One arm per configuration: runs that differ only by seed are one arm; runs that differ in anything else
     (a swept lr, another epoch budget) are separate arms, labelled with the keys that differ."""
     variants = _arms(runs, _variant)
     if len(variants) == 1:
@@ -143,63 +206,128 @@ def data_budget(run: Run) -> str:
     return f"{pc}/class" if pc else ("all" if frac >= 1 else f"{frac:g} of train")
 
 
-def init_kind(run: Run, by_name: dict[str, Run]) -> str:
-    """pretrained | random | <recipe of the run it starts from> | scratch."""
-    init = run.key("init") or ""
-    if init == "random":
-        return "random"
-    if init:
-        source = by_name.get(Path(init).name)
-        return str(source.summary.get("recipe")) if source else "a run"
-    weights = run.key("weights")
-    return "random" if weights == "none" else ("pretrained" if weights else "scratch")
+def dataset_of(run: Run) -> str:
+    return str(run.summary.get("dataset") or run.key("dataset") or "?")
 
 
-def scratch(runs: list[Run]) -> Finding | None:
-    found = [r for r in runs if r.summary.get("recipe") == "scratch" and not r.summary.get("study_series")]
+def _where(model: str, dataset: str, data: str, mixed: bool) -> str:
+    return f"{model} ({dataset}, {data})" if mixed else f"{model} ({data})"
+
+
+def _plain(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if not r.summary.get("study_series")]  # series runs belong to the low-label curve
+
+
+def _mixed(runs: list[Run]) -> bool:
+    return len({dataset_of(r) for r in runs}) > 1
+
+
+def _one_arm_sentence(arm: Arm, subject: str, chance: float, what: str = "test accuracy") -> Statement | None:
+    m, sd, n = arm.stat()
+    if not n:
+        return None
+    spread = f" ± {100 * sd:.2f} (sd)" if n > 1 else ""
+    epochs = arm.first.get("epochs")
+    cost = f" in {arm.cost:.0f} s of training" if arm.cost else ""
+    return Statement(f"{subject} reaches {100 * m:.2f}%{spread} {what} ({n} seed{'s' if n > 1 else ''}, "
+                     f"{epochs} epochs{cost}), {100 * (m - chance):.2f} points above chance ({100 * chance:.0f}%).",
+                     arm.label, None, "accuracy")
+
+
+def scratch(runs: list[Run], random_transfer: list[Run]) -> Finding | None:
+    """From random weights: the scratch recipe, and transfer recipes that started from random init (``none``)
+    with no rotation-init counterpart (they are from-random-init runs, not transfer)."""
+    found = _plain([r for r in runs if r.summary.get("recipe") == "scratch"]) + random_transfer
     if not found:
         return None
     f = Finding("scratch", "From scratch", "How far does a network trained from random weights get, and how fast?")
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
-        arm = _single(f, f"{model}, {data}", group)
-        if arm is None or arm.stat()[2] == 0:
+    mixed = _mixed(found)
+    key = (lambda r: (r.summary.get("model"), r.summary.get("recipe"), dataset_of(r), data_budget(r)))
+    for (model, recipe, dataset, data), group in _arms(found, key).items():
+        how = "" if recipe == "scratch" else f", {REGIME_WORDS.get(recipe, recipe)} from random init"
+        arm = _single(f, f"{model}{how}, {data}" + (f", {dataset}" if mixed else ""), group)
+        if arm is None:
             continue
-        m, sd, n = arm.stat()
+        subject = f"{model} from scratch" if recipe == "scratch" else \
+            f"{model} with {REGIME_WORDS.get(recipe, recipe)} from random init"
         chance = 1 / max(len(group[0].classes), 1)
-        spread = f" ± {100 * sd:.2f}" if n > 1 else ""
-        epochs = group[0].summary.get("epochs")
-        cost = f" in {arm.cost:.0f} s of training" if arm.cost else ""
-        f.add(f"{model} from scratch on {data} reaches {100 * m:.2f}%{spread} test accuracy "
-                           f"({n} seed{'s' if n > 1 else ''}, {epochs} epochs{cost}), {100 * (m - chance):.2f} "
-                           f"points above chance ({100 * chance:.0f}%).",
-              {"a": arm.label, "metric": "accuracy", "a_mean": m, "chance": chance})
+        s = _one_arm_sentence(arm, f"{subject} on {data}" + (f" of {dataset}" if mixed else ""), chance)
+        if s:
+            f.add(s)
     return f
 
 
-def transfer(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
-    found = [r for r in runs if r.summary.get("recipe") in TRANSFER and init_kind(r, by_name) == "pretrained"]
+def _order_statement(model_where: str, arms: dict[str, Arm], pairs: dict[tuple[str, str], Statement]
+                     ) -> Statement | None:
+    """The measured order of the transfer regimes with its budget and the Welch verdict of each adjacent pair;
+    where full fine-tuning is below the linear probe, the reference that reports the usual order is named."""
+    means = sorted(((k, arms[k].stat()[0]) for k in TRANSFER if k in arms and arms[k].values()), key=lambda t: t[1])
+    if len(means) < 2:
+        return None
+    order = " < ".join(f"{REGIME_WORDS[k]} ({100 * m:.2f}%)" for k, m in means)
+
+    def per_regime(key: str, fmt: str) -> str:
+        vals = {k: arms[k].first.get(key) for k, _ in means}
+        if len(set(map(str, vals.values()))) == 1:
+            v = next(iter(vals.values()))
+            return fmt.format(v) if v is not None else "unrecorded"
+        return ", ".join(f"{REGIME_WORDS[k]} {fmt.format(v) if v is not None else 'unrecorded'}"
+                         for k, v in vals.items())
+
+    budget = (f"labelled training images: {per_regime('num_train', '{:,}')}; epochs: {per_regime('epochs', '{}')}; "
+              f"resolution: {per_regime('resolution', '{} px')}")
+    adjacent = []
+    for (lo, _), (hi, _) in zip(means, means[1:]):
+        s = pairs.get((hi, lo)) or pairs.get((lo, hi))
+        c = s.comparison if s else None
+        if c is None:
+            continue
+        if c.p_value is None:
+            status = f"not tested ({c.reason})"
+        elif c.verdict == "no significant difference":
+            status = f"not significant ({describe_p(c.p_value)})"
+        else:
+            status = f"significant ({describe_p(c.p_value)})"
+        adjacent.append(f"{REGIME_WORDS[lo]} < {REGIME_WORDS[hi]}: {status}")
+    text = f"Measured order on {model_where}, by mean test accuracy: {order}. Budget behind it: {budget}."
+    if adjacent:
+        text += " Adjacent differences: " + "; ".join(adjacent) + "."
+    m = dict(means)
+    if "finetune" in m and "linear" in m and m["finetune"] < m["linear"]:
+        text += (f" This differs from the order usually reported: {USUAL_TRANSFER_ORDER}.")
+    return Statement(text)
+
+
+def transfer(runs: list[Run], origins: Origins) -> Finding | None:
+    found = [r for r in runs if r.summary.get("recipe") in TRANSFER and origins.kind(r) in ("imagenet", "file")]
     if not found:
         return None
     f = Finding("transfer", "Transfer from ImageNet", "For each pretrained backbone: the linear probe, the last block "
                 "or full fine-tuning: how much accuracy does each buy, for how many trainable parameters and seconds?")
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
+    mixed = _mixed(found)
+    key = (lambda r: (r.summary.get("model"), dataset_of(r), data_budget(r), r.summary.get("started_from")))
+    groups = _arms(found, key)
+    n_sources = defaultdict(int)
+    for model, dataset, data, _ in groups:
+        n_sources[(model, dataset, data)] += 1
+    for (model, dataset, data, start), group in groups.items():
+        weights = ", given weights" if origins.kind(group[0]) == "file" else ""
+        if n_sources[(model, dataset, data)] > 1:
+            weights = f", {start}"
+        where = _where(model, dataset, data, mixed)
         regimes = _arms(group, lambda r: r.summary.get("recipe"))
-        arms = {k: _single(f, f"{model}, {REGIME_WORDS[k]}, {data}", regimes[k]) for k in TRANSFER if k in regimes}
-        arms = {k: a for k, a in arms.items() if a is not None}
-        base = arms.get("linear")
-        for k in ("partial", "finetune"):
-            if base and k in arms and arms[k].values() and base.values():
-                text, nums = compare(arms[k], base, f"on {model} ({data}), {REGIME_WORDS[k]}", REGIME_WORDS["linear"])
-                f.add(text, nums)
-        means = [(k, arms[k].stat()[0]) for k in TRANSFER if k in arms and arms[k].values()]
-        if len(means) > 1 and [m for _, m in means] != sorted(m for _, m in means):
-            order = " < ".join(REGIME_WORDS[k] for k, _ in sorted(means, key=lambda t: t[1]))
-            epochs = {k: arms[k].runs[0].summary.get("epochs") for k, _ in means}
-            f.add(
-                f"On {model} the order here ({order}) differs from the full-scale one (linear probe < last block < "
-                f"full fine-tuning). Training more of the network needs more labelled images and epochs than this "
-                f"budget gives ({data}; epochs {', '.join(f'{REGIME_WORDS[k]} {e}' for k, e in epochs.items())}): "
-                f"it is a budget effect, not a finding about the regimes.")
+        arms = {k: _single(f, f"{model}{weights}, {REGIME_WORDS[k]}, {data}" + (f", {dataset}" if mixed else ""),
+                           regimes[k]) for k in TRANSFER if k in regimes}
+        arms = {k: a for k, a in arms.items() if a is not None and a.values()}
+        pairs: dict[tuple[str, str], Statement] = {}
+        for hi, lo in (("partial", "linear"), ("finetune", "linear"), ("finetune", "partial")):
+            if hi in arms and lo in arms:
+                pairs[(hi, lo)] = compare(arms[hi], arms[lo], f"on {where}{weights}, {REGIME_WORDS[hi]}",
+                                          REGIME_WORDS[lo])
+                f.add(pairs[(hi, lo)])
+        order = _order_statement(where + weights, arms, pairs)
+        if order:
+            f.add(order)
     return f
 
 
@@ -210,82 +338,124 @@ def contrastive(runs: list[Run]) -> Finding | None:
     f = Finding("supcon", "Contrastive pretraining", "Does SupCon (or SimCLR) pretraining give a better encoder than "
                 "cross-entropy at the same budget, and than a random-init encoder? (linear probe and kNN)")
 
-    def label(r: Run) -> str:
+    def kind(r: Run) -> str:
         return "control" if r.summary.get("control") else str(r.summary.get("recipe"))
 
     words = {"supcon": "SupCon", "simclr": "SimCLR", "supcon_ce": "the cross-entropy baseline",
              "control": "the random-init encoder"}
-    for (model, data), group in _arms(found, lambda r: (r.summary.get("model"), data_budget(r))).items():
-        kinds = _arms(group, label)
-        arms = {k: _single(f, f"{model}, {words[k]}, {data}", kinds[k], "linear_acc") for k in words if k in kinds}
+    mixed = _mixed(found)
+    for (model, dataset, data), group in _arms(found, lambda r: (r.summary.get("model"), dataset_of(r),
+                                                                 data_budget(r))).items():
+        kinds = _arms(group, kind)
+        arms = {k: _single(f, f"{model}, {words[k]}, {data}" + (f", {dataset}" if mixed else ""), kinds[k],
+                           "linear_acc") for k in words if k in kinds}
         arms = {k: a for k, a in arms.items() if a is not None}
+        where = f"{model} ({dataset})" if mixed else model
         for a, b in (("supcon", "control"), ("simclr", "control"), ("supcon", "supcon_ce"), ("simclr", "supcon_ce")):
-            if a in arms and b in arms and arms[a].values() and arms[b].values():
+            if a in arms and b in arms:
                 for metric, what in (("linear_acc", "in linear-probe accuracy"), ("knn_acc", "in kNN accuracy")):
                     if arms[a].values(metric) and arms[b].values(metric):
-                        text, nums = compare(arms[a], arms[b], f"on {model}, {words[a]}", words[b], metric,
-                                             unit=f" {what}")
-                        f.add(text, nums)
+                        f.add(compare(arms[a], arms[b], f"on {where}, {words[a]}", words[b], metric, unit=f" {what}"))
     return f
 
 
-def rotation(runs: list[Run], by_name: dict[str, Run]) -> Finding | None:
+def _tuned_key(r: Run) -> tuple:
+    return r.summary.get("model"), r.summary.get("recipe"), dataset_of(r), data_budget(r)
+
+
+def rotation_controls(runs: list[Run], origins: Origins) -> tuple[list[Run], list[Run]]:
+    """(runs trained from a rotation run's encoder, their random-init controls): a control has started_from
+    ``none`` and the model, recipe, dataset and labelled data of a rotation-init run."""
+    tuned = [r for r in _plain(runs) if r.summary.get("recipe") in TRANSFER]
+    from_rotation = [r for r in tuned if origins.kind(r) == "rotation"]
+    keys = {_tuned_key(r) for r in from_rotation}
+    controls = [r for r in tuned if origins.kind(r) == "none" and _tuned_key(r) in keys]
+    return from_rotation, controls
+
+
+def rotation(runs: list[Run], origins: Origins) -> Finding | None:
     pretext = [r for r in runs if r.summary.get("recipe") == "rotation"]
-    tuned = [r for r in runs if r.summary.get("recipe") in ("partial", "finetune") and not r.summary.get(
-        "study_series") and init_kind(r, by_name) in ("rotation", "random")]
+    from_rotation, controls = rotation_controls(runs, origins)
     series = lowlabel_series(runs)
-    if not pretext and not tuned and not series:
+    if not pretext and not from_rotation and not series:
         return None
     f = Finding("rotation", "Rotation pretraining", "Does label-free rotation prediction give a better starting point "
                 "than random weights, for the last block and for full fine-tuning, and at how many labels?")
-    for model, group in _arms(pretext, lambda r: r.summary.get("model")).items():
-        arm = _single(f, f"{model}, rotation pretext", group)
-        m, sd, n = arm.stat() if arm is not None else (0.0, 0.0, 0)
-        if n:
-            f.add(f"The rotation pretext task on {model} reaches {100 * m:.2f}%"
-                               f"{f' ± {100 * sd:.2f}' if n > 1 else ''} rotation accuracy on the test images "
-                  f"(chance 25%).", {"a": arm.label, "metric": "accuracy", "a_mean": m, "chance": 0.25})
-    key = (lambda r: (r.summary.get("model"), r.summary.get("recipe"), data_budget(r)))
-    for (model, recipe, data), group in _arms(tuned, key).items():
-        kinds = _arms(group, lambda r: init_kind(r, by_name))
-        arms = {k: _single(f, f"{model}, {REGIME_WORDS[recipe]}, {k} init, {data}", kinds[k])
-                for k in ("rotation", "random") if k in kinds}
-        arms = {k: a for k, a in arms.items() if a is not None}
-        if len(arms) == 2 and arms["rotation"].values() and arms["random"].values():
-            text, nums = compare(arms["rotation"], arms["random"], f"with {REGIME_WORDS[recipe]} trained on {data} "
-                                 f"({model}), rotation pretraining", "random init")
-            f.add(text, nums)
-    for sentence in lowlabel_sentences(series):
-        f.add(sentence)
+    mixed = _mixed(pretext + from_rotation + controls)
+    for (model, dataset), group in _arms(pretext, lambda r: (r.summary.get("model"), dataset_of(r))).items():
+        arm = _single(f, f"{model}, rotation pretext" + (f", {dataset}" if mixed else ""), group)
+        if arm is not None:
+            s = _one_arm_sentence(arm, f"The rotation pretext task on {model}" + (f" ({dataset})" if mixed else ""),
+                                  0.25, "rotation accuracy on the test images")
+            if s:
+                f.add(s)
+    for (model, recipe, dataset, data), group in _arms(from_rotation + controls, _tuned_key).items():
+        kinds = _arms(group, lambda r: origins.kind(r))
+        names = {"rotation": "rotation", "none": "random"}
+        arms = {k: _single(f, f"{model}, {REGIME_WORDS[recipe]}, {names[k]} init, {data}"
+                           + (f", {dataset}" if mixed else ""), kinds[k]) for k in ("rotation", "none") if k in kinds}
+        arms = {k: a for k, a in arms.items() if a is not None and a.values()}
+        if len(arms) == 2:
+            f.add(compare(arms["rotation"], arms["none"], f"with {REGIME_WORDS[recipe]} trained on {data} "
+                          f"({f'{model}, {dataset}' if mixed else model}), "
+                          "rotation pretraining", "random init"))
+    for statement in lowlabel_statements(runs):
+        f.add(statement)
     return f
+
+
+def _series_values(runs: list[Run]) -> dict[tuple[str, int], list[Run]]:
+    by: dict[tuple[str, int], list[Run]] = defaultdict(list)
+    for r in runs:
+        method = r.summary.get("study_series")
+        if method and r.accuracy is not None and r.key("per_class"):
+            by[(str(method), int(r.key("per_class")))].append(r)
+    return dict(sorted(by.items()))
 
 
 def lowlabel_series(runs: list[Run]) -> dict[str, list[tuple[int, float, float]]]:
     """Accuracy vs labelled images per class, per method (runs tagged with a ``series`` by a study)."""
-    by: dict[tuple[str, int], list[float]] = {}
-    for r in runs:
-        method = r.summary.get("study_series")
-        if method and r.accuracy is not None and r.key("per_class"):
-            by.setdefault((method, int(r.key("per_class"))), []).append(r.accuracy)
     series: dict[str, list[tuple[int, float, float]]] = {}
-    for (method, n), accs in sorted(by.items()):
-        m, sd, _ = metrics.mean_std(accs)
+    for (method, n), group in _series_values(runs).items():
+        m, sd, _ = metrics.mean_std(r.accuracy for r in group)
         series.setdefault(method, []).append((n, m, sd))
     return series
 
 
-def lowlabel_sentences(series: dict[str, list[tuple[int, float, float]]]) -> list[str]:
-    """Per labels-per-class point shared by the first two series: which is ahead and by how much."""
-    names = list(series)
+def lowlabel_statements(runs: list[Run]) -> list[Statement]:
+    """At each labels-per-class point shared by the first two series: their Welch comparison."""
+    by = _series_values(runs)
+    names = list(dict.fromkeys(method for method, _ in by))
     if len(names) < 2:
         return []
-    a, b = (dict((n, (m, sd)) for n, m, sd in series[k]) for k in names[:2])
-    parts = [f"{n}/class: {100 * (a[n][0] - b[n][0]):+.2f} points" for n in sorted(set(a) & set(b))]
-    return [f"Low-label curve, {names[0]} minus {names[1]}: " + "; ".join(parts) + "."] if parts else []
+    a, b = names[:2]
+    shared = sorted({n for m, n in by if m == a} & {n for m, n in by if m == b})
+    return [compare(Arm(f"{a}, {n}/class", by[(a, n)]), Arm(f"{b}, {n}/class", by[(b, n)]),
+                    f"on the low-label curve at {n}/class, {a}", b) for n in shared]
+
+
+def unfiled(runs: list[Run], origins: Origins) -> list[Run]:
+    """Transfer-recipe runs that no question holds: their start is unrecorded, or is a cifarlab run other than a
+    rotation run (the report names them instead of guessing where they belong)."""
+    filed_kinds = ("imagenet", "file", "rotation", "none")
+    return [r for r in _plain(runs) if r.summary.get("recipe") in TRANSFER and origins.kind(r) not in filed_kinds]
 
 
 def answer(runs: list[Run]) -> list[Finding]:
     """Every question the runs can answer, in the curriculum's order (a question without runs is left out)."""
-    by_name = {r.name: r for r in runs}
-    found = [scratch(runs), transfer(runs, by_name), contrastive(runs), rotation(runs, by_name)]
-    return [f for f in found if f is not None and (f.arms or f.sentences)]
+    origins = Origins(runs)
+    _, controls = rotation_controls(runs, origins)
+    taken = {id(r) for r in controls}
+    random_transfer = [r for r in _plain(runs) if r.summary.get("recipe") in TRANSFER and origins.kind(r) == "none"
+                       and id(r) not in taken]
+    found = [scratch(runs, random_transfer), transfer(runs, origins), contrastive(runs), rotation(runs, origins)]
+    return [f for f in found if f is not None and (f.arms or f.statements)]
+
+
+def findings_json(answers: list[Finding]) -> list[dict[str, Any]]:
+    """One entry per comparison of every question (what ``OUT.findings.json`` holds)."""
+    return [s.to_json(f.key) for f in answers for s in f.comparisons]
+
+
+__all__ = ["Arm", "Finding", "Statement", "answer", "compare", "cost_s", "data_budget", "findings_json",
+           "lowlabel_series", "UNRECORDED"]
