@@ -76,7 +76,9 @@ def describe_p(p: float) -> str:
 
 
 def seeds_text(na: int, nb: int) -> str:
-    return f"{na} seeds each" if na == nb else f"{na} and {nb} seeds"
+    if na == nb:
+        return f"{na} seed{'s' if na > 1 else ''} each"
+    return f"{na} and {nb} seeds"
 
 
 def is_finite(x: object) -> bool:
