@@ -202,9 +202,15 @@ def _expected_pairs(root) -> list[tuple[float, float]]:
             (mean("ft-rotinit"), mean("ft-randinit"))]
 
 
-def test_findings_json_has_every_stated_comparison_with_scipy_p_values(study_dir, tmp_path):
-    path = build(study_dir, "html", tmp_path / "r.html", embedding="none")
-    entries = json.loads((tmp_path / "r.findings.json").read_text())
+@pytest.fixture(scope="module")
+def study_report(study_dir, tmp_path_factory):
+    """The study's HTML report (built once: drawing 19 runs' curves takes most of this file's time)."""
+    return build(study_dir, "html", tmp_path_factory.mktemp("report") / "r.html", embedding="none")
+
+
+def test_findings_json_has_every_stated_comparison_with_scipy_p_values(study_dir, study_report):
+    path = study_report
+    entries = json.loads(path.with_name("r.findings.json").read_text())
     pairs = [(100 * statistics.fmean(e["a_values"]), 100 * statistics.fmean(e["b_values"])) for e in entries]
     expected = _expected_pairs(study_dir)
     assert len(pairs) == len(expected)
@@ -221,8 +227,9 @@ def test_findings_json_has_every_stated_comparison_with_scipy_p_values(study_dir
 
 
 @pytest.mark.skipif(not _chromium(), reason="Debian chromium not installed")
-def test_browser_shows_each_question_with_its_chart_and_sentence_whose_numbers_equal_the_runs(study_dir, tmp_path):
-    path = build(study_dir, "html", tmp_path / "r.html", embedding="none")
+def test_browser_shows_each_question_with_its_chart_and_sentence_whose_numbers_equal_the_runs(study_dir, study_report,
+                                                                                            tmp_path):
+    path = study_report
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([_chromium(), *flags, "--dump-dom", path.as_uri()], capture_output=True, text=True,

@@ -9,6 +9,7 @@ import base64
 import html
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ def _markdown(ctx: dict[str, Any], out: Path) -> str:
     names: dict[int, str] = {}
 
     def place(fig: Figure, owner: str) -> None:
-        name = f"{owner}-{fig.name}.png".replace("/", "_")
+        # a file name safe in a Markdown link whatever the run is called; the count keeps lookalikes apart
+        name = f"{len(names):03d}-{re.sub(r'[^A-Za-z0-9._-]', '_', owner)}-{fig.name}.png"
         (files / name).write_bytes(fig.png)
         names[id(fig)] = f"{files.name}/{name}"
 
