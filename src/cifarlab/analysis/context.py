@@ -123,6 +123,10 @@ def _statement(s: findings.Statement) -> dict[str, Any]:
     return {"text": s.text, "attrs": attrs}
 
 
+METRIC_WORDS = {("accuracy", False): "test accuracy", ("accuracy", True): "rotation accuracy",
+                ("linear_acc", False): "linear-probe accuracy"}
+
+
 def _question(f: Finding, charts: list[Figure], refs: list[Match]) -> dict[str, Any]:
     cols = metric_columns(f)
     arms = []
@@ -137,7 +141,8 @@ def _question(f: Finding, charts: list[Figure], refs: list[Match]) -> dict[str, 
                      "cost_note": f"embedding cached in {hits} of {len(arm.runs)} runs, counted at the time it took "
                                   "when computed" if hits else "",
                      "runs": [r.name for r in arm.runs]})
-    published = [{"arm": m.arm.label, "figure": m.reference.figure, "metric": m.reference.metric,
+    published = [{"arm": m.arm.label, "figure": m.reference.figure, "metric": METRIC_WORDS.get(
+                      (m.reference.metric, m.reference.recipe == "rotation"), m.reference.metric),
                   "source": m.reference.source, "setting": m.reference.setting, "id": m.reference.id,
                   "differs": "; ".join(m.differences) or "none of the compared keys differ",
                   "how": "named by the run's config" if m.named else "matched by question, recipe and model"}
