@@ -64,8 +64,11 @@ def imap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, *
         yield from map(fn, items)
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_one_thread) as pool:
+    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_one_thread)
+    try:
         results = pool.map(fn, items, chunksize=chunksize)
         if meanwhile is not None:
             meanwhile()
         yield from results
+    finally:  # also when the caller stops early or is interrupted: queued items are dropped, not waited for
+        pool.shutdown(wait=True, cancel_futures=True)
