@@ -120,6 +120,9 @@ def test_a_transfer_recipe_on_random_weights_is_never_filed_as_pretrained(tmp_pa
 
     assert [origin.label(r) for r in runs] == ["unrecorded", "random init"]
     assert [r.name for r in findings.unfiled(runs, origin.Origins(runs))] == ["linear-old"]
+    text = build(tmp_path, "html", tmp_path / "r.html", embedding="none").read_text()
+    assert "pretrained" not in text.lower() and "Transfer from ImageNet" not in text
+    assert re.search(r"<td>linear-old</td>|linear-old \(unrecorded\)", text)  # named under "Runs under no question"
 
 
 def test_rotation_compares_init_from_a_rotation_run_with_its_random_init_controls_only(tmp_path):
