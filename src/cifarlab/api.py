@@ -39,11 +39,13 @@ def train(cfg: RunConfig) -> RunResult:
     return execute(cfg)
 
 
-def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding: str = "tsne") -> str:
-    """Write an HTML (self-contained) or Markdown report of every run under ``runs_dir``."""
+def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding: str = "tsne",
+           progress: str = "auto") -> str:
+    """Write an HTML (self-contained) or Markdown report of every run under ``runs_dir``, and ``OUT.findings.json``
+    (every comparison it states) beside it. ``progress``: auto (only on a terminal), on or off."""
     from cifarlab.analysis.report import build
 
-    return str(build(runs_dir, fmt, out, embedding))
+    return str(build(runs_dir, fmt, out, embedding, progress=progress))
 
 
 def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, *, executor: str = "local",

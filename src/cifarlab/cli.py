@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("-o", "--output", default=None, help="output file (default RUNS_DIR/report.html or .md)")
     rep.add_argument("--format", choices=("html", "md"), default="html")
     rep.add_argument("--embedding", choices=("tsne", "umap", "none"), default="tsne",
-                     help="2-D projection of test embeddings (umap needs umap-learn)")
+                     help="2-D projection of test embeddings (umap needs umap-learn: pip install 'cifarlab[umap]')")
+    rep.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                     help="a progress line for the per-run analyses on stderr (auto: only on a terminal)")
     st = sub.add_parser("study", help="run a study file (TOML), skipping complete runs, then write the report")
     st.add_argument("study_file")
     st.add_argument("--out", required=True, help="folder for the study's run directories and report")
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
         elif args.command == "report":
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
-            print(api.report(args.runs_dir, out, args.format, args.embedding))
+            print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress))
         elif args.command == "study":
             slurm = _slurm_flags(args)
             if args.dry_run:

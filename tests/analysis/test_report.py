@@ -1,14 +1,18 @@
-"""Reports over synthetic runs: every run present, HTML escaped, self-contained; a real browser renders it."""
+"""Reports over synthetic runs: every run present, HTML escaped, self-contained; a real browser renders it;
+findings.json beside it; progress, options and published figures."""
 
 import json
 import re
 import shutil
+import statistics
 import subprocess
 
 import pytest
+from scipy import stats as sps
 
 from cifarlab import api
 from cifarlab.analysis.report import build
+from cifarlab.errors import CifarlabError
 
 from tests.conftest import write_folder
 
@@ -49,7 +53,12 @@ def test_html_report_has_every_run_and_escapes_class_names(runs_dir, tmp_path):
     assert "<b onmouseover" not in text
     assert not re.search(r"""(src|href)=["']?https?://""", text)  # self-contained: no network requests
     assert text.count("data:image/png;base64,") >= 6
-    assert "± " in text  # two seeds of the same configuration are averaged
+    # the two seeds of the same configuration are one arm: its cell is their mean ± sd, from the summaries
+    accs = [json.loads((runs_dir / f"scratch-cnn_small-ds-s{s}" / "summary.json").read_text())["test_acc"]
+            for s in (0, 1)]
+    cell = f"{100 * statistics.fmean(accs):.2f}% ± {100 * statistics.stdev(accs):.2f}"
+    assert re.search(r'<section class="question" id="q-scratch".*?<td class="n">' + re.escape(cell) + "</td>", text,
+                     re.S)
 
 
 def test_markdown_report_writes_figures_beside_it(runs_dir, tmp_path):
@@ -98,8 +107,10 @@ def test_real_browser_renders_the_report(runs_dir, tmp_path):
 def test_cli_report(runs_dir, tmp_path):
     from cifarlab.cli import main
 
-    assert main(["report", str(runs_dir), "-o", str(tmp_path / "x.html"), "--embedding", "none"]) == 0
+    assert main(["report", str(runs_dir), "-o", str(tmp_path / "x.html"), "--embedding", "none", "--progress",
+                 "off"]) == 0
     assert (tmp_path / "x.html").is_file()
+    assert isinstance(json.loads((tmp_path / "x.findings.json").read_text()), list)
     summary = json.loads((runs_dir / "broken" / "summary.json").read_text())
     assert summary["status"] == "failed"
 
@@ -131,6 +142,98 @@ def test_report_over_diverged_runs_completes_and_shows_them_as_diverged(tmp_path
         assert "diverged" in section and "no test accuracy is reported" in section and "training curves" in section
     inf = text[text.index('id="run-inf"'):]
     assert "3 of 20 embeddings are not finite" in inf[:inf.index("</section>")]
-    rows = re.findall(r"<tr class=failed>.*?</tr>", text)
+    rows = re.findall(r'<tr class="failed">.*?</tr>', text)
     assert len(rows) == 2 and all("diverged" in r for r in rows)
     assert build(out, "md", tmp_path / "r.md").is_file()
+
+
+def _fake_run(root, name, recipe, acc, seed, model="cnn_small", start="imagenet:torchvision IMAGENET1K_V1",
+              summary=None, config=None):
+    """A finished run's summary.json and config.json only (no curves or predictions: quick to report)."""
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({
+        "status": "complete", "recipe": recipe, "model": model, "dataset": "synthetic", "classes": ["a", "b"],
+        "test_acc": acc, "train_time_s": 5.0, "epochs": 2, "started_from": start, **(summary or {})}))
+    (d / "config.json").write_text(json.dumps({"config": {"recipe": recipe, "model": model, "seed": seed,
+                                                          **(config or {})}}))
+    return d
+
+
+def test_findings_json_matches_welch_on_independent_run_sets(tmp_path):
+    """Three fabricated pairs with known accuracies: clearly different, overlapping, and two seeds. Each entry's p
+    equals scipy's Welch test on the accuracies written into the summaries, and the verdicts follow p < 0.05."""
+    sets = {"clear": ([0.60, 0.61, 0.62], [0.80, 0.81, 0.83]), "overlap": ([0.60, 0.66, 0.63], [0.62, 0.65, 0.61]),
+            "two": ([0.50, 0.51], [0.70, 0.72])}
+    for model, (lin, ft) in sets.items():
+        for recipe, accs in (("linear", lin), ("finetune", ft)):
+            for s, a in enumerate(accs):
+                _fake_run(tmp_path / "runs", f"{model}-{recipe}-s{s}", recipe, a, s, model=model)
+    build(tmp_path / "runs", "html", tmp_path / "r.html", embedding="none")
+    entries = {e["a"].split(",")[0]: e for e in json.loads((tmp_path / "r.findings.json").read_text())}
+    assert set(entries) == set(sets)
+    for model, e in entries.items():
+        assert e["question"] == "transfer" and e["metric"] == "accuracy"
+        assert e["a"] == f"{model}, full fine-tuning, all" and e["b"] == f"{model}, the linear probe, all"
+        lin, ft = sets[model]
+        assert e["a_values"] == ft and e["b_values"] == lin
+        assert e["diff_points"] == pytest.approx(100 * (statistics.fmean(ft) - statistics.fmean(lin)))
+    clear, overlap, two = entries["clear"], entries["overlap"], entries["two"]
+    for e, (lin, ft) in ((clear, sets["clear"]), (overlap, sets["overlap"])):
+        ref = sps.ttest_ind(ft, lin, equal_var=False)
+        assert e["p_value"] == pytest.approx(float(ref.pvalue), rel=1e-9) and e["test"] == "welch"
+        lo, hi = ref.confidence_interval(0.95)
+        assert e["ci95_points"] == pytest.approx([100 * lo, 100 * hi])
+    assert clear["p_value"] < 0.05 and clear["verdict"] == "a better" and "beats" in clear["sentence"]
+    assert overlap["p_value"] >= 0.05 and overlap["verdict"] == "no significant difference"
+    assert "no significant difference" in overlap["sentence"]
+    assert (two["verdict"], two["p_value"], two["test"], two["ci95_points"]) == ("not tested", None, None, None)
+    assert "not tested" in two["sentence"]
+
+
+def test_a_malicious_run_name_is_escaped_everywhere(runs_dir, tmp_path):
+    evil = '<img src=x onerror=alert(1)>"'
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "scratch-cnn_small-ds-s0", root / evil)
+    text = build(root, "html", tmp_path / "r.html", embedding="none").read_text()
+    assert evil not in text and "<img src=x" not in text
+    assert 'id="run-&lt;img src=x onerror=alert(1)&gt;&#34;"' in text
+    md = build(root, "md", tmp_path / "r.md", embedding="none").read_text()
+    assert "<img src=x" not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
+
+
+def test_progress_line_on_stderr_only_when_asked(tmp_path, capsys):
+    for s in range(2):
+        _fake_run(tmp_path / "runs", f"r{s}", "scratch", 0.5, s, start="none")
+    build(tmp_path / "runs", "html", tmp_path / "off.html", embedding="none", progress="off")
+    assert capsys.readouterr().err == ""
+    build(tmp_path / "runs", "html", tmp_path / "auto.html", embedding="none")  # auto: stderr is not a terminal
+    assert capsys.readouterr().err == ""
+    build(tmp_path / "runs", "html", tmp_path / "on.html", embedding="none", progress="on")
+    err = capsys.readouterr().err
+    assert "report: per-run analyses" in err and "2/2" in err and re.search(r"run/s|s/run", err)  # with its rate
+
+
+def test_bad_options_and_missing_umap_fail_before_any_work(tmp_path):
+    import importlib.util
+
+    with pytest.raises(CifarlabError, match="progress 'sometimes' is not allowed; choose from: auto, on, off"):
+        build(tmp_path / "absent", progress="sometimes")
+    if importlib.util.find_spec("umap") is None:
+        # the folder does not even exist: the umap error comes first, before any run is read
+        with pytest.raises(CifarlabError, match=re.escape("pip install 'cifarlab[umap]'")):
+            build(tmp_path / "absent", embedding="umap")
+        from cifarlab.cli import main
+
+        assert main(["report", str(tmp_path / "absent"), "--embedding", "umap", "--progress", "off"]) == 2
+
+
+def test_a_cached_embedding_counts_its_computed_time_and_says_so(tmp_path):
+    _fake_run(tmp_path / "runs", "hit", "linear", 0.7, 0, summary={"embed_time_s": 19.3, "embedding_cache": "hit"})
+    _fake_run(tmp_path / "runs", "miss", "linear", 0.7, 1, summary={"embed_time_s": 19.3, "embedding_cache": "miss"})
+    text = build(tmp_path / "runs", "html", tmp_path / "r.html", embedding="none").read_text()
+    hit = text[text.index('id="run-hit"'):]
+    hit = hit[:hit.index("</section>")]
+    assert "embedding cached; computed in 19.3 s" in hit and "24.3 s" in hit  # 5.0 s training + 19.3 s embedding
+    assert "embedding computed in 19.3 s" in text
+    assert "embedding cached in 1 of 2 runs" in text  # the arm's cost note

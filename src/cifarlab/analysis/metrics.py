@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import statistics
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -52,9 +51,3 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
         return float("nan"), float("nan"), 0
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
 
-
-def group_runs(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple, list[dict[str, Any]]]:
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
-        groups[tuple(r.get(k) for k in keys)].append(r)
-    return dict(groups)

@@ -1,0 +1,205 @@
+"""Arms (runs that differ only by seed), their comparison under Welch's t-test, and the statements and questions
+built from them: the building blocks of ``analysis.findings``."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from cifarlab.analysis import metrics
+from cifarlab.analysis.runs import Run
+from cifarlab.analysis.stats import Comparison, describe_p, is_finite, seeds_text, welch
+
+
+def cost_s(summary: dict[str, Any]) -> float | None:
+    """Seconds a run spent producing its result: training, plus the frozen-backbone embedding and the LP-FT head
+    probe where the run had them. ``embed_time_s`` is the time the embedding took when it was computed, also on a
+    cache hit, so a cached linear probe is not shown as free."""
+    parts = [summary.get(k) for k in ("train_time_s", "embed_time_s", "head_init_s")]
+    parts = [p for p in parts if is_finite(p)]
+    return sum(parts) if parts else None
+
+
+def metric_of(run: Run, metric: str) -> float | None:
+    if metric == "accuracy":
+        return run.accuracy
+    v = run.summary.get(metric) if run.status == "complete" else None
+    return float(v) if is_finite(v) else None
+
+
+@dataclass
+class Arm:
+    """One configuration, over the seeds it was run with."""
+
+    label: str
+    runs: list[Run]
+    metric: str = "accuracy"  # a key of metric_of: accuracy (test / rotation), linear_acc, knn_acc
+
+    def values(self, metric: str | None = None) -> list[float]:
+        return [v for r in self.runs if (v := metric_of(r, metric or self.metric)) is not None]
+
+    def stat(self, metric: str | None = None) -> tuple[float, float, int]:
+        return metrics.mean_std(self.values(metric))
+
+    @property
+    def cost(self) -> float | None:
+        costs = [c for r in self.runs if (c := cost_s(r.summary)) is not None]
+        return sum(costs) / len(costs) if costs else None
+
+    @property
+    def cache_hits(self) -> int:
+        """Runs of the arm whose frozen embedding was read from the cache (counted at its computed time)."""
+        return sum(r.summary.get("embedding_cache") == "hit" for r in self.runs)
+
+    @property
+    def trainable(self) -> int | None:
+        return self.runs[0].summary.get("params_trainable")
+
+    @property
+    def dataset(self) -> str:
+        return dataset_of(self.runs[0])
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.runs[0].summary
+
+
+@dataclass
+class Statement:
+    """A sentence of a question, with the comparison it states (None for a sentence about one arm)."""
+
+    text: str
+    a: str | None = None
+    b: str | None = None
+    metric: str | None = None
+    comparison: Comparison | None = None
+
+    def to_json(self, question: str) -> dict[str, Any]:
+        """The findings.json entry of a comparison."""
+        c = self.comparison
+        assert c is not None
+        return {"question": question, "a": self.a, "b": self.b, "metric": self.metric, "a_values": c.a_values,
+                "b_values": c.b_values, "diff_points": c.diff_points,
+                "ci95_points": list(c.ci95_points) if c.ci95_points else None, "p_value": c.p_value,
+                "test": c.test, "verdict": c.verdict, "sentence": self.text}
+
+
+@dataclass
+class Finding:
+    """One question of the curriculum: its arms (the table), statements and the name of its chart."""
+
+    key: str
+    title: str
+    question: str
+    arms: list[Arm] = field(default_factory=list)
+    statements: list[Statement] = field(default_factory=list)
+
+    @property
+    def sentences(self) -> list[str]:
+        return [s.text for s in self.statements]
+
+    @property
+    def comparisons(self) -> list[Statement]:
+        return [s for s in self.statements if s.comparison is not None]
+
+    def add(self, statement: Statement | str) -> None:
+        self.statements.append(Statement(statement) if isinstance(statement, str) else statement)
+
+    @property
+    def mixes_datasets(self) -> bool:
+        return len({a.dataset for a in self.arms}) > 1
+
+
+def _cap(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def compare(a: Arm, b: Arm, what_a: str, what_b: str, metric: str | None = None, unit: str = "") -> Statement:
+    """The sentence and Welch comparison of arm ``a`` against arm ``b``, e.g. 'Full fine-tuning beats the linear
+    probe by 4.00 points (82.00% vs 78.00%; 95% CI 1.23 to 6.77 points; Welch's t-test p = 0.012, 3 seeds each), at
+    3.0x the training time.'"""
+    metric = metric or a.metric
+    c = welch(a.values(metric), b.values(metric))
+    na, nb = len(c.a_values), len(c.b_values)
+    means = f"{100 * c.a_mean:.2f}% vs {100 * c.b_mean:.2f}%"
+    size = f"{abs(c.diff_points):.2f} points"
+    if c.p_value is None:
+        side = "above" if c.diff_points > 0 else "below" if c.diff_points < 0 else "equal to"
+        text = (f"{what_a} is {size + ' ' if c.diff_points else ''}{side} {what_b}{unit} ({means}, "
+                f"{seeds_text(na, nb)})")
+        tail = f"; the difference was not tested ({c.reason})"
+    else:
+        lo, hi = c.ci95_points
+        evidence = f"{means}; 95% CI {lo:+.2f} to {hi:+.2f} points; Welch's t-test {describe_p(c.p_value)}, " \
+                   f"{seeds_text(na, nb)}"
+        if c.verdict == "no significant difference":
+            text = (f"{what_a} and {what_b} show no significant difference{unit}: {c.diff_points:+.2f} points "
+                    f"({evidence})")
+        else:
+            verb = "beats" if c.verdict == "a better" else "trails"
+            text = f"{what_a} {verb} {what_b} by {size}{unit} ({evidence})"
+        tail = ""
+    ca, cb = a.cost, b.cost
+    if ca and cb:
+        text += f", at {ca / cb:.1f}x the training time"
+    return Statement(_cap(text + tail) + ".", a.label, b.label, metric, c)
+
+
+def group_by(runs: list[Run], key) -> dict[tuple, list[Run]]:
+    groups: dict[tuple, list[Run]] = defaultdict(list)
+    for r in runs:
+        groups[key(r)].append(r)
+    return dict(groups)
+
+
+# config keys that do not change what a run measures: runs equal in everything else are seeds of one arm
+NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress", "data_root", "num_threads",
+                 "embed_samples", "eval_batch_size", "series", "reference"}
+
+
+def _variant(run: Run) -> tuple:
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in run.config.get("config", {}).items()
+                        if k not in NOT_A_VARIANT))
+
+
+def seed_arms(label: str, runs: list[Run], metric: str = "accuracy") -> list[Arm]:
+    """One arm per configuration: runs that differ only by seed are one arm; runs that differ in anything else
+    (a swept lr, another epoch budget) are separate arms, labelled with the keys that differ."""
+    variants = group_by(runs, _variant)
+    if len(variants) == 1:
+        return [Arm(label, runs, metric)]
+    differ = sorted({k for v in variants for k, val in v if len({dict(w).get(k) for w in variants}) > 1})
+    return [Arm(f"{label} ({', '.join(f'{k}={json.loads(dict(v)[k])}' for k in differ if k in dict(v))})", group,
+                metric) for v, group in variants.items()]
+
+
+def add_arms(f: Finding, label: str, runs: list[Run], metric: str = "accuracy") -> Arm | None:
+    """Add the arms of ``runs`` to the finding's table; the arm to compare, or None when the runs hold several
+    configurations (a sentence would then average unlike runs)."""
+    arms = seed_arms(label, runs, metric)
+    f.arms += arms
+    return arms[0] if len(arms) == 1 else None
+
+
+def data_budget(run: Run) -> str:
+    """'100/class', 'all' or '0.04 of train': the labelled training data a run had."""
+    pc, frac = run.key("per_class", 0), run.key("train_fraction", 1.0)
+    return f"{pc}/class" if pc else ("all" if frac >= 1 else f"{frac:g} of train")
+
+
+def dataset_of(run: Run) -> str:
+    return str(run.summary.get("dataset") or run.key("dataset") or "?")
+
+
+def where_text(model: str, dataset: str, data: str, mixed: bool) -> str:
+    return f"{model} ({dataset}, {data})" if mixed else f"{model} ({data})"
+
+
+def plain(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if not r.summary.get("study_series")]  # series runs belong to the low-label curve
+
+
+def mixed_datasets(runs: list[Run]) -> bool:
+    return len({dataset_of(r) for r in runs}) > 1

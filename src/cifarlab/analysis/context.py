@@ -1,0 +1,210 @@
+"""The report's content as plain data (strings already formatted, user strings not yet escaped): the one input
+of both templates, HTML and Markdown, which escape it as they render."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from cifarlab.analysis import findings, origin, plots
+from cifarlab.analysis.findings import Finding
+from cifarlab.analysis.perrun import Figure, png
+from cifarlab.analysis.references import Match
+from cifarlab.analysis.runs import Run
+from cifarlab.analysis.stats import is_finite
+
+
+def pct(x: Any) -> str:
+    return f"{100 * x:.2f}%" if is_finite(x) else "–"
+
+
+def num(x: Any, fmt: str = "{:,.0f}") -> str:
+    return fmt.format(x) if is_finite(x) else "–"
+
+
+def embedding_text(summary: dict[str, Any]) -> str:
+    """'embedding cached; computed in 19.3 s', 'embedding computed in 19.3 s', or '–' for a run without one."""
+    t, cache = summary.get("embed_time_s"), summary.get("embedding_cache")
+    if not is_finite(t):
+        return "–"
+    if cache == "hit":
+        return f"embedding cached; computed in {t:,.1f} s"
+    if cache == "miss":
+        return f"embedding computed in {t:,.1f} s"
+    return f"embedding {t:,.1f} s (cache use unrecorded)"
+
+
+# (key, label, numeric) of the all-runs table; "dataset" only where the runs mix datasets
+SUMMARY_COLS = [("run", "run", False), ("recipe", "recipe", False), ("model", "model", False),
+                ("dataset", "dataset", False), ("init", "init", False), ("data", "train data", False),
+                ("seed", "seed", False), ("status", "status", False), ("accuracy", "test acc", True),
+                ("linear_acc", "linear", True), ("knn_acc", "kNN", True), ("params_total", "params", True),
+                ("params_trainable", "trainable", True), ("train_time_s", "train s", True),
+                ("embedding", "embedding", False), ("cost_s", "cost s", True), ("images_per_s", "img/s", True),
+                ("peak_memory_mb", "peak MB", True)]
+
+
+def summary_row(run: Run) -> dict[str, str]:
+    s = run.summary
+    row = {"run": run.name, "recipe": s.get("recipe"), "model": s.get("model"), "dataset": findings.dataset_of(run),
+           "init": origin.label(run), "data": findings.data_budget(run), "seed": run.key("seed"), "status": run.status,
+           "accuracy": pct(run.accuracy), "linear_acc": pct(s.get("linear_acc")), "knn_acc": pct(s.get("knn_acc")),
+           "params_total": num(s.get("params_total")), "params_trainable": num(s.get("params_trainable")),
+           "train_time_s": num(s.get("train_time_s"), "{:,.1f}"), "embedding": embedding_text(s),
+           "cost_s": num(findings.cost_s(s), "{:,.1f}"), "images_per_s": num(s.get("images_per_s")),
+           "peak_memory_mb": num(s.get("peak_memory_mb"))}
+    return {k: "–" if v is None else str(v) for k, v in row.items()}
+
+
+def _group(run: Run, origins: origin.Origins) -> str:
+    """The overview chart's colour: the recipe, and for transfer recipes what the run started from."""
+    recipe = str(run.summary.get("recipe"))
+    if recipe in findings.TRANSFER:
+        kind = origins.kind(run)
+        words = {"imagenet": "ImageNet", "file": "given weights", "none": "random init", "rotation": "from rotation"}
+        return f"{recipe} ({words.get(kind, 'from a run' if kind.startswith('init:') else kind)})"
+    return recipe
+
+
+def overview_points(runs: list[Run], origins: origin.Origins) -> list[tuple[str, str, float, float]]:
+    return [(r.name, _group(r, origins), c, r.accuracy) for r in runs
+            if r.accuracy is not None and (c := findings.cost_s(r.summary))]
+
+
+def overview_figures(runs: list[Run], origins: origin.Origins) -> list[Figure]:
+    points = overview_points(runs, origins)
+    return [Figure("overview", png(plots.accuracy_vs_time(points, "every run: test accuracy (rotation runs: "
+                                                                  "rotation accuracy)")),
+                   "test accuracy against training time, every run")] if points else []
+
+
+def _overview_sentence(points: list[tuple[str, str, float, float]]) -> str | None:
+    if not points:
+        return None
+    classifiers = [p for p in points if p[1] != "rotation"] or points  # a pretext score is not a class accuracy
+    best = max(classifiers, key=lambda p: p[3])
+    fast = min(classifiers, key=lambda p: p[2])
+    return (f"The most accurate classifier is {best[0]} ({pct(best[3])} in {best[2]:,.1f} s); the quickest is "
+            f"{fast[0]} ({pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs are plotted with their 4-way pretext "
+            "accuracy, not a class accuracy.")
+
+
+def metric_columns(f: Finding) -> list[tuple[str, str]]:
+    """(metric, label) shown for a question's arms: linear probe and kNN for contrastive encoders, else accuracy."""
+    if f.key == "supcon":
+        return [("linear_acc", "linear probe"), ("knn_acc", "kNN")]
+    pretext_only = f.key == "rotation" and all(a.first.get("recipe") == "rotation" for a in f.arms)
+    return [("accuracy", "rotation acc" if pretext_only else "test acc")]
+
+
+def finding_charts(f: Finding, runs: list[Run]) -> list[Figure]:
+    if f.key == "scratch":
+        hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}
+        return [Figure("scratch", png(plots.validation_curves(dict(list(hist.items())[:8]), "accuracy per epoch")),
+                       "accuracy per epoch of the from-scratch runs")] if hist else []
+    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in f.arms}
+    groups = {k: v for k, v in groups.items() if v}
+    figs = [Figure(f.key, png(plots.arm_bars(groups, f.title)), f"{f.title}: accuracy per arm")] if groups else []
+    series = findings.lowlabel_series(runs) if f.key == "rotation" else {}
+    if series:
+        figs.append(Figure("lowlabel", png(plots.accuracy_vs_labels(series, "test accuracy vs labelled images per "
+                                                                            "class")), "accuracy vs labels"))
+    return figs
+
+
+def _statement(s: findings.Statement) -> dict[str, Any]:
+    attrs: dict[str, str] = {}
+    c = s.comparison
+    if c is not None:
+        attrs = {"data-a-mean": f"{c.a_mean:.6f}", "data-b-mean": f"{c.b_mean:.6f}", "data-metric": str(s.metric),
+                 "data-diff-points": f"{c.diff_points:.6f}", "data-verdict": c.verdict,
+                 "data-p-value": "" if c.p_value is None else f"{c.p_value:.6g}"}
+    return {"text": s.text, "attrs": attrs}
+
+
+METRIC_WORDS = {("accuracy", False): "test accuracy", ("accuracy", True): "rotation accuracy",
+                ("linear_acc", False): "linear-probe accuracy"}
+
+
+def _question(f: Finding, charts: list[Figure], refs: list[Match]) -> dict[str, Any]:
+    cols = metric_columns(f)
+    arms = []
+    for arm in f.arms:
+        cells = []
+        for m, _ in cols:
+            mean, sd, n = arm.stat(m)
+            cells.append(pct(mean) + (f" ± {100 * sd:.2f}" if n > 1 else ""))
+        hits = arm.cache_hits
+        arms.append({"label": arm.label, "dataset": arm.dataset, "cells": cells, "seeds": len(arm.values()),
+                     "trainable": num(arm.trainable), "cost": num(arm.cost, "{:,.1f}"),
+                     "cost_note": f"embedding cached in {hits} of {len(arm.runs)} runs, counted at the time it took "
+                                  "when computed" if hits else "",
+                     "runs": [r.name for r in arm.runs]})
+    published = [{"arm": m.arm.label, "figure": m.reference.figure, "metric": METRIC_WORDS.get(
+                      (m.reference.metric, m.reference.recipe == "rotation"), m.reference.metric),
+                  "source": m.reference.source, "setting": m.reference.setting, "id": m.reference.id,
+                  "differs": "; ".join(m.differences) or "none of the compared keys differ",
+                  "how": "named by the run's config" if m.named else "matched by question, recipe and model"}
+                 for m in refs]
+    return {"key": f.key, "title": f.title, "question": f.question, "figures": charts,
+            "metric_labels": [lab for _, lab in cols], "show_dataset": f.mixes_datasets, "arms": arms,
+            "sentences": [_statement(s) for s in f.statements], "published": published}
+
+
+def _run_page(r: Run, a: dict[str, Any]) -> dict[str, Any]:
+    s = r.summary
+    facts = {"status": r.status, "recipe": s.get("recipe"), "model": s.get("model"), "dataset": s.get("dataset"),
+             "started from": origin.label(r),
+             "train/val/test images": f"{s.get('num_train')}/{s.get('num_val')}/{s.get('num_test')}",
+             "selection": s.get("selection"), "best epoch": s.get("best_epoch"), "test accuracy": pct(r.accuracy),
+             "cost (training, embedding, head probe)": num(findings.cost_s(s), "{:,.1f} s"),
+             "embedding": embedding_text(s),
+             "silhouette (embeddings, cosine)": f"{a['silhouette']:.3f}" if a.get("silhouette") is not None else "–"}
+    if s.get("error"):
+        facts["error"] = s["error"]
+    if s.get("bn_lag_epochs"):
+        facts["note"] = (f"epoch(s) {s['bn_lag_epochs']}: large validation loss from lagging BatchNorm running "
+                         "statistics, not divergence")
+    perclass = []
+    if a.get("per_class") is not None:
+        perclass = [(c, int(n), pct(acc)) for c, n, acc in zip(r.classes, a["cm"].sum(1), a["per_class"])]
+    pairs = "; ".join(f"{p['a']} ↔ {p['b']}: {p['count']} ({p['a_as_b']} / {p['b_as_a']})" for p in a["pairs"])
+    return {"name": r.name, "facts": [(k, "–" if v is None else str(v)) for k, v in facts.items()],
+            "perclass": perclass, "pairs": pairs, "figures": a["figures"], "missing": "; ".join(a["missing"])}
+
+
+def per_class(runs: list[Run], analyses: dict[str, Any]) -> dict[str, Any] | None:
+    with_pc = [(r, analyses[str(r.path)]) for r in runs if analyses[str(r.path)]["per_class"] is not None]
+    if not with_pc:
+        return None
+    classes = with_pc[0][0].classes
+    same = [(r, a) for r, a in with_pc if r.classes == classes]
+    fig = plots.per_class_heatmap({r.name: a["per_class"] for r, a in same}, classes,
+                                  "per-class test accuracy (%), runs x classes")
+    return {"figure": Figure("per_class", png(fig), "per-class accuracy of every run"),
+            "pairs": [(r.name, ", ".join(f"{p['a']} ↔ {p['b']} ({p['count']})" for p in a["pairs"][:3]))
+                      for r, a in with_pc]}
+
+
+def build_context(root: str | Path, title: str, study: dict[str, Any], runs: list[Run], answers: list[Finding],
+                  analyses: dict[str, Any], charts: dict[str, list[Figure]], refs: dict[str, list[Match]],
+                  unfiled: list[Run]) -> dict[str, Any]:
+    """Everything either template renders."""
+    origins = origin.Origins(runs)
+    mixed = len({findings.dataset_of(r) for r in runs}) > 1
+    cols = [(k, lab, n) for k, lab, n in SUMMARY_COLS if k != "dataset" or mixed]
+    toc = [("overview", "Accuracy against training time")] + [(f"q-{f.key}", f.title) for f in answers] + [
+        ("per-class", "Per-class accuracy"), ("all-runs", "All runs")]
+    return {
+        "title": title, "root": str(Path(root).resolve()), "n_runs": len(runs), "note": study.get("note"),
+        "generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "toc": toc,
+        "overview": {"figures": charts.get("overview", []),
+                     "sentence": _overview_sentence(overview_points(runs, origins))},
+        "questions": [_question(f, charts.get(f.key, []), refs.get(f.key, [])) for f in answers],
+        "unfiled": [{"name": r.name, "init": origin.label(r)} for r in unfiled],
+        "per_class": per_class(runs, analyses),
+        "summary": {"cols": cols, "rows": [{"name": r.name, "failed": r.status != "complete", "cells": summary_row(r)}
+                                           for r in runs]},
+        "runs": [_run_page(r, analyses[str(r.path)]) for r in runs],
+    }

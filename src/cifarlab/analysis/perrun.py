@@ -1,0 +1,143 @@
+"""The report's per-run analyses (curves, confusion matrix, mistakes, 2-D embedding), spread over worker processes
+with ``cifarlab.workers`` and shown as one progress line."""
+
+from __future__ import annotations
+
+import io
+import sys
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cifarlab.analysis import metrics, plots
+from cifarlab.analysis.runs import Run
+from cifarlab.engine.rundir import read_json
+from cifarlab.workers import imap, usable_cores
+
+EMBEDDINGS = ("tsne", "umap", "none")
+RUNS_PER_WORKER = 4  # fewer runs per worker: starting an interpreter costs more than it saves
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    alt: str
+
+
+def png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def project_2d(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
+    """t-SNE (scikit-learn) or UMAP (umap-learn; ``report.build`` checks it is installed before any work)."""
+    if method == "umap":
+        import umap
+
+        return umap.UMAP(random_state=seed).fit_transform(emb)
+    from sklearn.manifold import TSNE
+
+    perplexity = float(min(30, max(2, (len(emb) - 1) // 3)))
+    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(emb)
+
+
+def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> dict[str, Any]:
+    """Everything the report shows for one run: metrics and figures (as PNG bytes). Never raises: what cannot be
+    computed (a run that diverged, failed, or left unreadable files) is listed in ``missing`` with the reason."""
+    out: dict[str, Any] = {"figures": [], "pairs": [], "per_class": None, "silhouette": None, "missing": []}
+    try:
+        _analyse(run, embedding, max_points, out)
+    except Exception as exc:  # a broken run directory must not take the whole report down
+        out["missing"].append(f"analysis stopped: {type(exc).__name__}: {exc}")
+    if run.status != "complete":
+        out["missing"].insert(0, f"status {run.status}: no test accuracy is reported for this run")
+    return out
+
+
+def _analyse_path(job: tuple[str, str]) -> dict[str, Any]:
+    """Worker entry point: the run directory's analysis from its path (a Run does not cross processes)."""
+    path, embedding = job
+    return run_analysis(Run(Path(path), read_json(Path(path) / "summary.json")), embedding)
+
+
+def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None, meanwhile=None,
+                progress: bool = False) -> dict[str, dict[str, Any]]:
+    """``run_analysis`` of every run, keyed by run path, in worker processes (matplotlib and t-SNE are
+    single-threaded: on 2 cores two workers halve a 24-run report). ``meanwhile`` runs here while the workers work;
+    ``progress`` shows one line on stderr with the rate. Runs a worker could not analyse are analysed here."""
+    from tqdm import tqdm
+
+    workers = min(usable_cores() if workers is None else workers, 8, len(runs) // RUNS_PER_WORKER)
+    out: dict[str, dict[str, Any]] = {}
+    ran = False
+
+    def overlap() -> None:
+        nonlocal ran
+        ran = True
+        if meanwhile is not None:
+            meanwhile()
+
+    with tqdm(total=len(runs), desc="report: per-run analyses", unit="run", file=sys.stderr, disable=not progress,
+              dynamic_ncols=True) as bar:
+        try:
+            jobs = [(str(r.path), embedding) for r in runs]
+            for r, result in zip(runs, imap(_analyse_path, jobs, workers, meanwhile=overlap)):
+                out[str(r.path)] = result
+                bar.update()
+        except (BrokenProcessPool, OSError):  # a worker died (e.g. killed for memory): finish here
+            pass
+        if not ran:
+            overlap()
+        for r in runs:
+            if str(r.path) not in out:
+                out[str(r.path)] = run_analysis(r, embedding)
+                bar.update()
+    return out
+
+
+def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> None:
+    if run.metrics:
+        out["figures"].append(Figure("curves", png(plots.curves(run.metrics)), "training curves"))
+    else:
+        out["missing"].append("training curves: no metrics.csv")
+    pred = run.predictions if run.status == "complete" else None
+    classes = run.classes
+    if pred is None or not classes:
+        if run.status == "complete":
+            out["missing"].append("confusion matrix, mistakes, embeddings: no predictions.npz")
+        return
+    if "preds" in pred:
+        cm = metrics.confusion(pred["labels"], pred["preds"], len(classes))
+        out["cm"] = cm
+        out["per_class"] = metrics.per_class_accuracy(cm)
+        out["pairs"] = metrics.top_confused_pairs(cm, classes, 5)
+        out["figures"].append(Figure("confusion", png(plots.confusion_matrix(cm, classes, "confusion (rows = true)")),
+                                     "confusion matrix"))
+        if len(pred.get("mis_images", [])):
+            caps = [f"{classes[pred['labels'][i]]} → {classes[pred['preds'][i]]}\n{100 * c:.0f}%"
+                    for i, c in zip(pred["mis_idx"], pred["mis_conf"])]
+            out["figures"].append(Figure("misclassified", png(plots.image_grid(
+                pred["mis_images"], caps, title="most confident mistakes (true → predicted, confidence)")),
+                "misclassified test images"))
+    emb = pred.get("embeddings")
+    if emb is not None and len(emb) >= 10 and embedding != "none":
+        labels = pred["labels"][pred["embed_idx"]]
+        emb, labels = emb[:max_points].astype(np.float32), labels[:max_points]
+        finite = np.isfinite(emb).all(1)
+        if not finite.all():
+            out["missing"].append(f"embedding plot: {int((~finite).sum())} of {len(emb)} embeddings are not finite")
+            return
+        out["silhouette"] = metrics.embedding_silhouette(emb, labels)
+        xy = project_2d(emb, embedding)
+        sil = f" (silhouette {out['silhouette']:.3f})" if out["silhouette"] is not None else ""
+        out["figures"].append(Figure("embedding", png(plots.embedding_scatter(
+            xy, labels, classes, f"{embedding.upper()} of test embeddings{sil}")),
+            f"{embedding} of embeddings"))
