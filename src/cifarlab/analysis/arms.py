@@ -156,7 +156,7 @@ def group_by(runs: list[Run], key) -> dict[tuple, list[Run]]:
 
 # config keys that do not change what a run measures: runs equal in everything else are seeds of one arm
 NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress", "data_root", "num_threads",
-                 "embed_samples", "eval_batch_size", "series", "reference"}
+                 "embed_samples", "eval_batch_size", "series", "reference", "arm"}
 
 
 def _variant(run: Run) -> tuple:
@@ -168,6 +168,9 @@ def seed_arms(label: str, runs: list[Run], metric: str = "accuracy") -> list[Arm
     """One arm per configuration: runs that differ only by seed are one arm; runs that differ in anything else
     (a swept lr, another epoch budget) are separate arms, labelled with the keys that differ."""
     variants = group_by(runs, _variant)
+    named = {v: str(group[0].key("arm") or "") for v, group in variants.items()}
+    if all(named.values()):  # the study labelled its arms (e.g. "course recipe" / "cifarlab defaults")
+        return [Arm(f"{label}, {named[v]}", group, metric) for v, group in variants.items()]
     if len(variants) == 1:
         return [Arm(label, runs, metric)]
     differ = sorted({k for v in variants for k, val in v if len({dict(w).get(k) for w in variants}) > 1})
