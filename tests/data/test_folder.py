@@ -144,7 +144,9 @@ def test_unicode_and_html_class_names(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; choose from: cifar10, cifar100, synthetic"):
+    with pytest.raises(DataError, match=r"unknown dataset 'imagenet'; choose from: cifar10, cifar100, "
+                                        r"imagenette\[:160px\|:320px\|:full\], stl10, stl10\+unlabeled, "
+                                        r"synthetic, folder:PATH"):
         load_dataset("imagenet")
 
 
