@@ -70,6 +70,16 @@ class _Entries:
     def add(self, split: str, cls: str, display: str, key: str) -> None:
         self.files[split].setdefault(cls, []).append((display, key))
 
+    def sort(self) -> _Entries:
+        """Every list in path order, so a directory and its archive list the same images in the same order (a
+        walk lists a folder's files before its sub-folders; an archive lists members in the order they were
+        added)."""
+        for classes in self.files.values():
+            for found in classes.values():
+                found.sort(key=lambda f: f[1])
+        self.unlabeled.sort(key=lambda f: f[1])
+        return self
+
     def all_keys(self) -> Iterator[str]:
         for split in CLASS_SPLITS:
             for cls in sorted(self.files[split]):
@@ -104,7 +114,7 @@ def _scan_dir(root: Path) -> _Entries:
                 entries.add(split, cls_dir.name, str(path), str(path))
     if (root / UNLABELED).is_dir():
         entries.unlabeled = [(str(p), str(p)) for p in _walk_images(root / UNLABELED, real_root)]
-    return entries
+    return entries.sort()
 
 
 def _check_inside(path: Path, real_root: Path) -> None:
@@ -149,7 +159,7 @@ def _scan_tar(path: Path, progress: Progress) -> tuple[_Entries, dict[str, bytes
                 progress.update()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{path}: cannot read the archive ({exc})") from None
-    return entries, blobs
+    return entries.sort(), blobs
 
 
 def _common_prefix(names: list[str]) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ class Progress:
             self.fn(name, 0, total)
         elif self.enabled:
             if self.bar is None:
-                self.bar = tqdm(total=total, unit="img", unit_scale=True, file=sys.stderr, dynamic_ncols=True,
+                self.bar = tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
                                 desc=f"{self.name}: {name}")
             else:
                 self.bar.reset(total=total)  # restarts the rate too
