@@ -137,3 +137,26 @@ def test_a_dataset_too_large_for_the_device_falls_back_to_the_host(tmp_path, cap
     run = _train("rotation", tmp_path / "runs", dataset="synthetic:4:20:10", image_size=16, name="host")
     assert run.summary["status"] == "complete"
     assert "kept on the host (test)" in capfd.readouterr().err
+
+
+@pytest.fixture
+def cifar100_root(tmp_path, monkeypatch):
+    from torchvision.datasets import CIFAR100
+
+    from tests.data.fakes import write_cifar100
+
+    for attr, value in write_cifar100(tmp_path / "data", n_train=400, n_test=100).items():
+        monkeypatch.setattr(CIFAR100, attr, value)
+    return tmp_path / "data"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["scratch", "supcon", "linear"])
+def test_cifar100_trains_in_the_other_recipes(cifar100_root, tmp_path, recipe):
+    """100 classes of 4 train images: the classifiers get 100 outputs (rotation/partial/finetune run above on the
+    other datasets; here the recipes that read the class count)."""
+    keys = {"linear_epochs": 1, "knn_k": 5} if recipe == "supcon" else {"weights": "none"} if recipe == "linear" else {}
+    run = _train(recipe, tmp_path / "runs", dataset="cifar100", data_root=str(cifar100_root), name=recipe,
+                 val_fraction=0.25, **keys)
+    assert run.summary["status"] == "complete"
+    assert _config(run)["dataset"]["classes"][99] == "fine99"
