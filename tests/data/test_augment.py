@@ -148,3 +148,49 @@ def test_preset_cutout_is_applied_after_normalisation_in_train_only():
     train = aug.train(x, _gen())
     assert ((train == 0).all(1).flatten(1).sum(1) > 0).float().mean() == 1  # each image has a zeroed square
     assert torch.equal(aug.eval(x), Augment("none", (0.5,) * 3, (0.25,) * 3).eval(x))
+
+
+def test_size_rule_scales_padding_and_switches_to_random_resized_crop():
+    from cifarlab.data.augment import crop_padding, size_rule
+
+    assert [crop_padding(s) for s in (8, 32, 64, 96, 160)] == [1, 4, 8, 12, 20]
+    assert size_rule("cropflip", 32) == ("cropflip", 4)
+    assert size_rule("cropflip", 64) == ("cropflip", 8)
+    assert size_rule("cropflip", 95, padding=3) == ("cropflip", 3)  # a given padding wins
+    assert size_rule("cropflip", 96) == ("rrcflip", 12)
+    assert size_rule("flip", 160) == ("flip", 20) and size_rule("autoaugment", 160)[0] == "autoaugment"
+
+
+def test_scaled_padding_at_32_px_is_bit_identical_to_padding_4():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    a = Augment("cropflip", (0.5,) * 3, (0.25,) * 3, padding=None).train(x, _gen(3))
+    b = Augment("cropflip", (0.5,) * 3, (0.25,) * 3, padding=4).train(x, _gen(3))
+    c = normalize(crop_flip(x, _gen(3), 4), (0.5,) * 3, (0.25,) * 3)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_scaled_padding_shifts_large_images_further():
+    from cifarlab.data.augment import crop_padding
+
+    side = 160
+    cols = torch.arange(side, dtype=torch.uint8).view(1, 1, 1, side).expand(256, 3, side, side).contiguous()
+    y = Augment("cropflip", (0.0,) * 3, (1 / 255,) * 3, padding=None).train(cols, _gen(1))
+    # a row starts at |offset| (reflected when negative), or at 159 - |offset| when flipped: shifts up to 20 px
+    first = y[:, 0, 0, 0].round().long()
+    shift = torch.where(first < side // 2, first, side - 1 - first)
+    assert int(shift.max()) == crop_padding(side) == 20 and int((shift > 4).sum()) > 100
+
+
+def test_rrcflip_crops_a_resized_window_per_sample():
+    side = 96
+    ramp = torch.linspace(0, 255, side).round().to(torch.uint8)
+    x = ramp.view(1, 1, 1, side).expand(64, 3, side, side).contiguous()  # value encodes the column
+    y = Augment("rrcflip", (0.0,) * 3, (1 / 255,) * 3).train(x, _gen(2))
+    assert y.shape == x.shape and y.dtype == torch.float32
+    row = y[:, 0, side // 2]  # (B, W)
+    span = row.max(1).values - row.min(1).values
+    assert (span <= 255.5).all() and (span < 200).sum() > 5  # windows narrower than the image, resized to it
+    steps = row[:, 1:] - row[:, :-1]
+    increasing, decreasing = (steps >= -0.5).all(1), (steps <= 0.5).all(1)
+    assert (increasing | decreasing).all() and 5 < int(decreasing.sum()) < 59  # flipped per sample
+    assert len({round(float(v), 1) for v in row[:, 0]}) > 20  # a different window per sample

@@ -4,6 +4,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cifarlab.data import load_dataset
@@ -144,7 +145,9 @@ def test_unicode_and_html_class_names(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; choose from: cifar10, cifar100, synthetic"):
+    with pytest.raises(DataError, match=r"unknown dataset 'imagenet'; choose from: cifar10, cifar100, "
+                                        r"imagenette\[:160px\|:320px\|:full\], stl10, stl10\+unlabeled, "
+                                        r"synthetic, folder:PATH"):
         load_dataset("imagenet")
 
 
@@ -186,3 +189,136 @@ def test_cli_on_a_broken_dataset_prints_one_line_and_no_traceback(tmp_path):
     assert "Traceback" not in res.stderr
     lines = [x for x in res.stderr.splitlines() if x.startswith("error:")]
     assert len(lines) == 1 and "train/cat/0.png: empty file" in lines[0]
+
+
+# ---- layouts: val/ as the test split, unlabeled/, the hint --------------------------------------------------------
+
+
+def _rename(root, old, new):
+    os.rename(root / old, root / new)
+    return root
+
+
+def test_val_is_the_test_split_when_there_is_no_test(tmp_path):
+    root = _rename(write_folder(tmp_path / "v", split_sizes={"train": 3, "test": 2}), "test", "val")
+    d = load_dataset(f"folder:{root}", tmp_path / "c")
+    assert tuple(d.test_x.shape) == (4, 3, 8, 8) and d.test_y.tolist() == [0, 0, 1, 1]
+    assert d.notes == ["test split: val/ (the folder has no test/)"]
+
+
+def test_test_wins_over_val_and_says_so(tmp_path):
+    root = write_folder(tmp_path / "tv", split_sizes={"train": 3, "test": 2})
+    write_folder(tmp_path / "other", split_sizes={"train": 1, "test": 5})
+    os.rename(tmp_path / "other" / "test", root / "val")
+    d = load_dataset(f"folder:{root}", tmp_path / "c")
+    assert len(d.test_y) == 4  # test/ (2 per class), not val/ (5 per class)
+    assert "test/ wins when both exist" in d.notes[0]
+    chosen = load_dataset(f"folder:{root}", tmp_path / "c", test_split="val")
+    assert len(chosen.test_y) == 10 and chosen.notes == []
+
+
+def test_no_test_folder_error_lists_the_layouts(tmp_path):
+    root = write_folder(tmp_path / "nt")
+    import shutil
+
+    shutil.rmtree(root / "test")
+    with pytest.raises(DataError) as err:
+        load_dataset(f"folder:{root}", tmp_path)
+    msg = str(err.value)
+    assert "no class folders under test/ or val/; accepted layouts: train/<class>/<image> with test/<class>/<image> " \
+           "or val/<class>/<image>" in msg
+    assert "unlabeled/<image> or unlabeled/<folder>/<image>" in msg
+
+
+def _unlabeled(root, n_direct=2, n_nested=3, size=8):
+    rng = np.random.default_rng(3)
+    (root / "unlabeled" / "batch1" / "deeper").mkdir(parents=True)
+    for i in range(n_direct):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "unlabeled" / f"u{i}.png")
+    for i in range(n_nested):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+            root / "unlabeled" / "batch1" / "deeper" / f"n{i}.png")
+    (root / "unlabeled" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_unlabeled_images_directly_and_in_subfolders(tmp_path):
+    root = _unlabeled(write_folder(tmp_path / "u"))
+    d = load_dataset(f"folder:{root}", tmp_path / "c")
+    assert tuple(d.unlabeled_x.shape) == (5, 3, 8, 8) and d.classes == ["cat", "dog"]  # batch1 is not a class
+    nested = np.asarray(Image.open(root / "unlabeled" / "batch1" / "deeper" / "n0.png"))
+    assert (d.unlabeled_x[0].permute(1, 2, 0).numpy() == nested).all()  # path order: batch1/... before u0.png
+    assert "unlabeled/: 5 images for label-free recipes" in d.notes
+    archive = tmp_path / "u.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(root, arcname="wrapped")  # one top folder around the layout
+    t = load_dataset(f"folder:{archive}", tmp_path / "c2")
+    assert torch.equal(t.unlabeled_x, d.unlabeled_x) and torch.equal(t.train_x, d.train_x)
+    cached = load_dataset(f"folder:{archive}", tmp_path / "c2")
+    assert torch.equal(cached.unlabeled_x, d.unlabeled_x) and cached.notes == t.notes
+
+
+def test_no_unlabeled_folder_gives_none(folder, tmp_path):
+    assert load_dataset(f"folder:{folder}", tmp_path).unlabeled_x is None
+
+
+# ---- mixed sizes: the stated default, the note, the cache ---------------------------------------------------------
+
+
+def _mixed(root, sizes):
+    for split in ("train", "test"):
+        (root / split / "a").mkdir(parents=True)
+        for i, (w, h) in enumerate(sizes):
+            Image.new("RGB", (w, h), (i * 20, 100, 50)).save(root / split / "a" / f"{i}.png")
+    return root
+
+
+def test_mixed_sizes_default_to_the_median_shorter_side_and_say_so(tmp_path):
+    root = _mixed(tmp_path / "m", [(60, 48), (48, 48), (200, 50), (30, 30)])  # shorter sides 48, 48, 50, 30
+    d = load_dataset(f"folder:{root}", tmp_path / "c")
+    assert d.image_size == 48
+    assert d.notes == ["resized 6 of 8 images of 30-200 px to 48 px (shorter side, bicubic, centre crop; the default "
+                       "for mixed sizes: the median shorter side (48 px) within 32-160 px; set image_size to choose)"]
+    assert load_dataset(f"folder:{root}", tmp_path / "c").notes == d.notes  # from the cache, still said
+    big = _mixed(tmp_path / "big", [(400, 300), (300, 500)])
+    assert load_dataset(f"folder:{big}", tmp_path / "c").image_size == 160  # capped
+
+
+def test_uniform_square_images_keep_their_size_silently(folder, tmp_path):
+    d = load_dataset(f"folder:{folder}", tmp_path)
+    assert d.image_size == 8 and d.notes == []
+
+
+def test_requested_size_is_named_in_the_note(folder, tmp_path):
+    d = load_dataset(f"folder:{folder}", tmp_path, image_size=12)
+    assert d.image_size == 12
+    assert d.notes[0].startswith("resized 12 images (train 6, test 6) of 8 px to 12 px")
+    assert "image_size=12" in d.notes[0]
+
+
+# ---- progress ------------------------------------------------------------------------------------------------------
+
+
+def test_progress_callable_sees_every_phase(tmp_path):
+    root = write_folder(tmp_path / "p")
+    archive = tmp_path / "p.tar"
+    with tarfile.open(archive, "w") as tf:
+        tf.add(root / "train", arcname="train")
+        tf.add(root / "test", arcname="test")
+    calls = []
+    load_dataset(f"folder:{archive}", tmp_path / "c", progress=lambda *a: calls.append(a))
+    phases = [c for c in calls if c[1] == 0]
+    assert [p[0] for p in phases] == ["reading p.tar", "reading image sizes", "decoding"]
+    assert phases[2][2] == 12 and calls[-1] == ("decoding", 12, 12)
+    calls.clear()
+    load_dataset(f"folder:{archive}", tmp_path / "c", progress=lambda *a: calls.append(a))
+    assert calls == []  # a cached load decodes nothing
+
+
+def test_progress_true_prints_one_tqdm_line_with_the_rate(tmp_path, capsys):
+    root = write_folder(tmp_path / "q")
+    load_dataset(f"folder:{root}", tmp_path / "c", progress=True)
+    err = capsys.readouterr().err
+    assert "q: decoding" in err and "12/12" in err and "img/s" in err
+    load_dataset(f"folder:{write_folder(tmp_path / 'r')}", tmp_path / "c", progress=False)
+    assert capsys.readouterr().err == ""

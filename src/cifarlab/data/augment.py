@@ -2,6 +2,11 @@
 
 All functions take ``(B, C, H, W)`` tensors on the compute device and a ``torch.Generator`` on that device, so a
 whole batch is augmented by a handful of kernels and no image goes through PIL or a Python loop.
+
+Scaling with the image size (:func:`size_rule`): the crop padding is 1/8 of the side (4 px at 32 px, 12 at 96, 20 at
+160) unless given, and ``cropflip`` on images of at least :data:`RRC_MIN_SIDE` (96) px becomes ``rrcflip``: a
+random-resized crop (area 8-100 %, aspect 3/4-4/3, as torchvision's ImageNet reference and timm train) and a
+horizontal flip, one ``grid_sample`` per batch. At 32 px nothing changes.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESETS = ("none", "flip", "cropflip", "autoaugment", "autoaugment_flip")  # config.AUGMENT_POLICIES
+PRESETS = ("none", "flip", "cropflip", "rrcflip", "autoaugment", "autoaugment_flip")  # config.AUGMENT_POLICIES
+RRC_MIN_SIDE = 96  # from this side up, cropflip means random-resized crop + flip (ImageNet-sized images)
+RRC_SCALE = (0.08, 1.0)  # area fraction of the random-resized crop (torchvision's reference and timm)
+PADDING_FRACTION = 1 / 8  # crop padding per pixel of side: 4 px at 32 px
 
 
 def _rand(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -128,19 +136,39 @@ def autoaugment(x: torch.Tensor, gen: torch.Generator, groups: int = 32) -> torc
         return torch.cat([aa(chunk) for chunk in x.chunk(groups)])
 
 
+def crop_padding(side: int) -> int:
+    """The crop padding for images of ``side`` px: 1/8 of the side, at least 1 (4 at 32 px)."""
+    return max(1, round(side * PADDING_FRACTION))
+
+
+def size_rule(preset: str, side: int, padding: int | None = None) -> tuple[str, int]:
+    """The preset and crop padding to train ``side``-px images with: ``cropflip`` becomes ``rrcflip`` from
+    :data:`RRC_MIN_SIDE` px up; ``padding`` None = :func:`crop_padding`. Record both in the run directory."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown augmentation {preset!r}; choose from: {', '.join(PRESETS)}")
+    resolved = "rrcflip" if preset == "cropflip" and side >= RRC_MIN_SIDE else preset
+    return resolved, crop_padding(side) if padding is None else padding
+
+
+def rrc_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float 0..255: random-resized crop (:data:`RRC_SCALE`) and flip back to H x W."""
+    return random_resized_crop(x.float(), gen, scale=RRC_SCALE)
+
+
 class Augment:
     """A train/eval preset pair: ``train(x_u8, gen)`` and ``eval(x_u8)`` -> normalised float batches.
 
     Args:
-        preset: ``none``, ``flip``, ``cropflip``, ``autoaugment`` (AutoAugment CIFAR10 then crop+flip) or
-            ``autoaugment_flip`` (AutoAugment CIFAR10 then flip, no crop: the VGG16/ResNet18 assignment's policy).
+        preset: ``none``, ``flip``, ``cropflip``, ``rrcflip`` (random-resized crop + flip, for images of 96 px and
+            more), ``autoaugment`` (AutoAugment CIFAR10 then crop+flip) or ``autoaugment_flip`` (AutoAugment CIFAR10
+            then flip, no crop: the VGG16/ResNet18 assignment's policy); see :func:`size_rule`.
         mean, std: normalisation in [0, 1] units (the data's, or the pretrained weights').
-        padding: crop padding in pixels.
+        padding: crop padding in pixels; None = 1/8 of the batch's side (:func:`crop_padding`).
         cutout: side of the square zeroed per training image (after normalisation); 0 = none.
         resolution: resize to this side on the device after augmentation (transfer recipes); None keeps the size.
     """
 
-    def __init__(self, preset: str, mean: tuple[float, ...], std: tuple[float, ...], padding: int = 4,
+    def __init__(self, preset: str, mean: tuple[float, ...], std: tuple[float, ...], padding: int | None = 4,
                  resolution: int | None = None, memory_format: torch.memory_format = torch.contiguous_format,
                  cutout: int = 0) -> None:
         if preset not in PRESETS:
@@ -153,7 +181,9 @@ class Augment:
         if self.preset in ("autoaugment", "autoaugment_flip"):
             x = autoaugment(x, gen)
         if self.preset in ("cropflip", "autoaugment"):
-            x = crop_flip(x, gen, self.padding)
+            x = crop_flip(x, gen, crop_padding(x.shape[-1]) if self.padding is None else self.padding)
+        elif self.preset == "rrcflip":
+            x = rrc_flip(x, gen)
         elif self.preset in ("flip", "autoaugment_flip"):
             x = random_flip(x, gen)
         x = cutout(normalize(x, self.mean, self.std), gen, self.cutout)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 def make_synthetic(num_classes: int = 10, train_per_class: int = 100, test_per_class: int = 50, size: int = 32,
                    seed: int = 1234) -> dict[str, object]:
-    """Returns the same dict as :func:`cifarlab.data.folder.load_folder` (arrays are (N, H, W, 3) uint8)."""
+    """Returns the same dict as :func:`cifarlab.data.folder.load_folder` (arrays are (N, 3, H, W) uint8)."""
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, 3, 4, 4, generator=gen)  # (K, 3, 4, 4) low-frequency patterns
     patterns = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
@@ -32,7 +32,7 @@ def make_synthetic(num_classes: int = 10, train_per_class: int = 100, test_per_c
                     rows[:, None, :, None], cols[:, None, None, :]]
         imgs = imgs * (0.7 + 0.6 * torch.rand(len(labels), 1, 1, 1, generator=gen))
         imgs = imgs + 0.08 * torch.randn(imgs.shape, generator=gen)
-        out[f"{split}_x"] = (imgs.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        out[f"{split}_x"] = (imgs.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
         out[f"{split}_y"] = labels.numpy().astype(np.int64)
     out["digest"] = f"synthetic-k{num_classes}-n{train_per_class}-{test_per_class}-s{size}-seed{seed}"
     return out
