@@ -20,16 +20,18 @@ def test_unknown_key_lists_valid_keys():
 
 
 def test_key_of_another_recipe_is_rejected():
-    with pytest.raises(ConfigError, match="unknown config key 'resolution'"):
-        api.make_config("scratch", overrides={"resolution": 128})
-    assert api.make_config("linear", overrides={"resolution": 128}).resolution == 128
+    with pytest.raises(ConfigError, match="unknown config key 'head_init'"):
+        api.make_config("scratch", overrides={"head_init": "random"})
+    assert api.make_config("linear", overrides={"head_init": "random"}).head_init == "random"
+    # resolution is a key of every recipe
+    assert all(api.make_config(r, overrides={"resolution": 64}).resolution == 64 for r in api.recipe_names())
 
 
 @pytest.mark.parametrize("pair, message", [
     ("lr=-0.1", r"lr=-0.1 is out of range; allowed: >= 0.0"),
     ("base_lr=0", r"base_lr=0.0 is out of range; allowed: > 0.0"),
     ("train_fraction=1.5", r"train_fraction=1.5 is out of range; allowed: <= 1.0"),
-    ("optimizer=adam", r"optimizer='adam' is not allowed; choose from: sgd, adamw"),
+    ("optimizer=lamb", r"optimizer='lamb' is not allowed; choose from: sgd, adam, adamw, muon"),
     ("epochs=three", r"epochs='three': expected int"),
     ("nesterov=maybe", r"nesterov='maybe': expected bool"),
     ("milestones=0.5,1.5", r"milestones=.*strictly between 0 and 1"),

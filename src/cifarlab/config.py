@@ -16,6 +16,8 @@ from typing import Any
 
 from cifarlab.errors import ConfigError
 
+AUGMENT_POLICIES = ("none", "flip", "cropflip", "autoaugment", "autoaugment_flip")  # data.augment.POLICIES
+
 
 def opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
         lo_open: bool = False) -> Any:
@@ -55,6 +57,9 @@ class RunConfig:
     per_class: int = opt(0, "use N train images per class (stratified, seeded); 0 = all", lo=0)
     test_per_class: int = opt(0, "evaluate on a stratified, seeded subset of N test images per class (quick "
                                  "studies); 0 = the whole test split", lo=0)
+    test_fraction: float = opt(1.0, "evaluate on a stratified, seeded fraction of the test split (e.g. 0.1, as the "
+                                    "VGG16/ResNet18 assignment does); 1 = the whole test split", lo=0.0, hi=1.0,
+                               lo_open=True)
     val_fraction: float = opt(0.1, "fraction of the used train images held out (stratified) for model selection",
                               lo=0.0, hi=0.5)
     epochs: int = opt(30, "training epochs", lo=1, hi=10000)
@@ -71,26 +76,39 @@ class RunConfig:
     lr_scaling: str = opt("capped", "how the learning rate follows batch_size when lr = 0: capped (linear below "
                           "ref_batch, base_lr above it), linear (base_lr x B/ref_batch) or sqrt (base_lr x "
                           "sqrt(B/ref_batch)); measured in docs/results.md", choices=("capped", "linear", "sqrt"))
-    optimizer: str = opt("sgd", "optimizer", choices=("sgd", "adamw"))
-    momentum: float = opt(0.9, "SGD momentum / AdamW beta1", lo=0.0, hi=0.999)
+    optimizer: str = opt("sgd", "optimizer: sgd (momentum, Nesterov), adam (torch.optim.Adam, L2 weight decay), adamw "
+                                "(decoupled weight decay) or muon (torch.optim.Muon for conv/linear weight matrices, "
+                                "SGD momentum for the rest)", choices=("sgd", "adam", "adamw", "muon"))
+    momentum: float = opt(0.9, "SGD/Muon momentum, Adam/AdamW beta1", lo=0.0, hi=0.999)
     nesterov: bool = opt(True, "Nesterov momentum (SGD)")
     weight_decay: float = opt(5e-4, "weight decay (never applied to norms and biases)", lo=0.0, hi=1.0)
     schedule: str = opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "multistep", "constant"))
     warmup_epochs: float = opt(1.0, "linear warm-up length in epochs", lo=0.0, hi=1000.0)
-    warmup_min_steps: int = opt(30, "a warm-up (warmup_epochs > 0) lasts at least this many optimizer steps, so tiny "
-                                    "subsets and large batches warm up too; a shorter run never reaches the peak lr",
-                                lo=0)
+    warmup_min_steps: int = opt(30, "a warm-up of the derived rate (lr = 0, warmup_epochs > 0) lasts at least this "
+                                    "many optimizer steps, so tiny subsets and large batches warm up too; an explicit "
+                                    "lr warms up for exactly warmup_epochs", lo=0)
     divergence_factor: float = opt(10.0, "a run has diverged when its loss exceeds this many times the chance-level "
                                          "loss (BatchNorm lag early in training is told apart and tolerated)",
                                    lo=1.0, lo_open=True)
     milestones: list = opt([0.5, 0.75], "multistep: fractions of training at which the lr is multiplied by gamma")
     gamma: float = opt(0.1, "multistep: lr factor at each milestone", lo=0.0, lo_open=True, hi=1.0)
     label_smoothing: float = opt(0.1, "cross-entropy label smoothing", lo=0.0, hi=0.99)
+    selection: str = opt("best_val", "which epoch's weights are tested: best_val (the best validation metric: accuracy, "
+                                      "or the pretext task's loss) or last (the last epoch)",
+                         choices=("best_val", "last"))
+    resolution: int = opt(0, "input side length; images are resized on the device; 0 = native: the data's own size "
+                             "(scratch, rotation, supcon; CIFAR-stem models), the weights' size for ImageNet weights "
+                             "(224)", lo=0, hi=1024)
+    arm: str = opt("", "this run's arm label in reports (e.g. 'course recipe'); '' = derived from the config")
+    reference: str = opt("", "id of a published figure (cifarlab/analysis/references.toml) shown beside this run's "
+                              "arm in reports, never as a measurement")
     ema: float = opt(0.0, "exponential moving average of the weights (and BatchNorm statistics), decay per optimizer "
                           "step, e.g. 0.99, warmed up as min(ema, t / (t + 9)) at step t; validation, model "
                           "selection, checkpoints' best.pt and the test use the averaged weights; 0 = off", lo=0.0,
                      hi=0.99999)
-    augment: str = opt("cropflip", "train augmentation preset", choices=("none", "flip", "cropflip", "autoaugment"))
+    augment: str = opt("cropflip", "train augmentation policy: none, flip, cropflip (random crop of the reflect-padded "
+                                   "image + flip), autoaugment (AutoAugment CIFAR10 policy + crop + flip), "
+                                   "autoaugment_flip (AutoAugment + flip, no crop)", choices=AUGMENT_POLICIES)
     crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
     cutout: int = opt(0, "cutout: zero a square of this many pixels per side at a random place in each training "
                          "image (after crop/flip, at the data's resolution); 0 = off", lo=0, hi=1024)
@@ -127,6 +145,9 @@ class RunConfig:
         if any(not isinstance(m, (int, float)) or not 0 < m < 1 for m in self.milestones):
             raise ConfigError(f"milestones={self.milestones!r}: expected fractions of training strictly between "
                               "0 and 1")
+        if self.test_per_class and self.test_fraction < 1.0:
+            raise ConfigError(f"test_per_class={self.test_per_class} and test_fraction={self.test_fraction} both "
+                              "select a test subset; set only one")
 
 
 # Named sets of defaults: a preset's keys replace the recipe's defaults, and anything the user sets (file, flags)
@@ -161,7 +182,7 @@ class TransferConfig(RunConfig):
     warmup_epochs: float = redefault("warmup_epochs", 0.0)
     augment: str = redefault("augment", "auto", "train augmentation; auto = none for linear (which then trains on "
                                                 "cached embeddings), cropflip for partial and finetune",
-                             choices=("auto", "none", "flip", "cropflip", "autoaugment"))
+                             choices=("auto", *AUGMENT_POLICIES))
     head_init: str = opt("probe", "partial/finetune: start the head from a linear probe on the frozen backbone's "
                                   "embeddings (LP-FT, Kumar et al. 2022), or from random weights",
                          choices=("probe", "random"))
@@ -173,8 +194,6 @@ class TransferConfig(RunConfig):
     weights: str = opt("default", "default (the model's ImageNet weights) | none (random init) | PATH to a state dict")
     init: str = opt("", "start the backbone from a cifarlab run directory or checkpoint (e.g. a rotation run); "
                         "'random' for the control; '' = use `weights`")
-    resolution: int = opt(0, "input side length; images are resized on the device; 0 = the weights' native size "
-                             "(224 for ImageNet weights; the data's own size for CIFAR-stem models)", lo=0, hi=1024)
     backbone_lr_factor: float = opt(0.1, "finetune/partial: backbone lr = lr x this", lo=0.0, hi=10.0)
     layer_decay: float = opt(1.0, "finetune: lr multiplier per block counted back from the last", lo=0.0,
                              lo_open=True, hi=1.0)

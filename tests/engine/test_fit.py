@@ -51,12 +51,20 @@ def test_the_lr_follows_the_batch_actually_used_when_the_subset_is_smaller(tmp_p
     assert s["batch_size"] == 50 and s["peak_lr"] == pytest.approx(0.4 * 50 / 512)
 
 
-def test_warmup_lasts_a_minimum_number_of_steps():
-    spec = FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1.0, warmup_min_steps=30)
+def test_warmup_of_the_derived_rate_lasts_a_minimum_number_of_steps():
+    spec = FitSpec(epochs=3, batch_size=64, lr=0.0, base_lr=0.1, ref_batch=64, warmup_epochs=1.0,
+                   warmup_min_steps=30)
     assert warmup_steps(spec, steps_per_epoch=3) == 30  # a 9-step run stays in its warm-up: it never reaches 0.1
     assert warmup_steps(spec, steps_per_epoch=10) == 30  # the floor over 1 epoch = 10 steps
     assert warmup_steps(spec, steps_per_epoch=100) == 100  # 1 epoch is longer than the floor
-    assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=0.0, warmup_min_steps=30), 10) == 0
+    assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.0, base_lr=0.1, warmup_epochs=0.0,
+                                warmup_min_steps=30), 10) == 0
+
+
+def test_an_explicit_lr_warms_up_for_exactly_the_epochs_asked():
+    spec = FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1.0, warmup_min_steps=30)
+    assert warmup_steps(spec, steps_per_epoch=3) == 3  # no floor: the rate given is the rate used
+    assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.001, warmup_epochs=0.0, warmup_min_steps=30), 3) == 0
 
 
 def test_an_absurd_lr_ends_the_run_as_diverged_with_the_cause_and_a_fix(tmp_path):

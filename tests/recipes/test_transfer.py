@@ -139,8 +139,13 @@ def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
     rand = api.train(api.make_config("finetune", overrides={**common, "name": "rand", "head_init": "random"}))
     assert lp.summary["augment"] == "cropflip" and lp.summary["head_init"] == "probe"
     assert (lp.path / "head_init_metrics.csv").is_file() and not (rand.path / "head_init_metrics.csv").exists()
-    # with a learning rate too small to move anything, the accuracy is the starting head's
-    assert lp.summary["best_val_acc"] > rand.summary["best_val_acc"] + 0.2
+    # with a learning rate too small to move anything, the accuracy is the starting head's: the probe's selected
+    # validation accuracy (not a random head's)
+    from cifarlab.engine.rundir import read_metrics
+
+    probe_best = max(r["val_acc"] for r in read_metrics(lp.path / "head_init_metrics.csv"))
+    assert lp.summary["best_val_acc"] == pytest.approx(probe_best, abs=1.5 / lp.summary["num_val"])
+    assert probe_best > 0.9
     assert api.make_config("linear").augment == "auto"
 
 

@@ -15,7 +15,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESETS = ("none", "flip", "cropflip", "autoaugment")
+PRESETS = ("none", "flip", "cropflip", "autoaugment", "autoaugment_flip")  # config.AUGMENT_POLICIES
 
 
 def _rand(gen: torch.Generator, *shape: int) -> torch.Tensor:
@@ -132,7 +132,8 @@ class Augment:
     """A train/eval preset pair: ``train(x_u8, gen)`` and ``eval(x_u8)`` -> normalised float batches.
 
     Args:
-        preset: ``none``, ``flip``, ``cropflip`` or ``autoaugment`` (AutoAugment CIFAR10 then crop+flip).
+        preset: ``none``, ``flip``, ``cropflip``, ``autoaugment`` (AutoAugment CIFAR10 then crop+flip) or
+            ``autoaugment_flip`` (AutoAugment CIFAR10 then flip, no crop: the VGG16/ResNet18 assignment's policy).
         mean, std: normalisation in [0, 1] units (the data's, or the pretrained weights').
         padding: crop padding in pixels.
         cutout: side of the square zeroed per training image (after normalisation); 0 = none.
@@ -149,11 +150,11 @@ class Augment:
         self.memory_format = memory_format
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.preset == "autoaugment":
+        if self.preset in ("autoaugment", "autoaugment_flip"):
             x = autoaugment(x, gen)
         if self.preset in ("cropflip", "autoaugment"):
             x = crop_flip(x, gen, self.padding)
-        elif self.preset == "flip":
+        elif self.preset in ("flip", "autoaugment_flip"):
             x = random_flip(x, gen)
         x = cutout(normalize(x, self.mean, self.std), gen, self.cutout)
         return resize(x, self.resolution).contiguous(memory_format=self.memory_format)
@@ -239,16 +240,17 @@ class ContrastiveViews:
     """``views(x_u8, gen) -> (B, V, C, H, W)`` normalised float views: random-resized crop (0.2-1), flip, colour
     jitter (0.4, 0.4, 0.4, 0.1; p=0.8), grayscale (p=0.2), as in the SupCon paper's CIFAR setting."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], num_views: int = 2) -> None:
-        self.mean, self.std, self.num_views = mean, std, num_views
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], num_views: int = 2,
+                 resolution: int | None = None) -> None:
+        self.mean, self.std, self.num_views, self.resolution = mean, std, num_views, resolution
 
     def one(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         y = random_resized_crop(x.float() / 255.0, gen)
         y = random_grayscale(color_jitter(y, gen), gen)
-        return normalize(y * 255.0, self.mean, self.std)
+        return resize(normalize(y * 255.0, self.mean, self.std), self.resolution)
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return torch.stack([self.one(x, gen) for _ in range(self.num_views)], 1)  # (B, V, C, H, W)
 
     def eval(self, x: torch.Tensor) -> torch.Tensor:
-        return normalize(x, self.mean, self.std)
+        return resize(normalize(x, self.mean, self.std), self.resolution)

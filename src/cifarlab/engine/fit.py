@@ -27,7 +27,7 @@ from cifarlab.data.batches import eval_batches, num_batches, train_batches
 from cifarlab.engine import checkpoint, distributed
 from cifarlab.engine import embed as embedding
 from cifarlab.engine.device import autocast, synchronize
-from cifarlab.engine.optim import lr_factor, peak_lr, set_lr
+from cifarlab.engine.optim import group_rates, lr_factor, peak_lr, set_lr
 from cifarlab.engine.rundir import RunDir
 from cifarlab.errors import CheckpointError, CifarlabError, ConfigError, TrainingDiverged
 
@@ -75,6 +75,7 @@ class FitSpec:
     ema: float = 0.0
     resume: bool = False
     progress: str = "off"
+    selection: str = "best_val"
 
     @classmethod
     def from_config(cls, cfg: RunConfig, **changes: Any) -> FitSpec:
@@ -246,11 +247,13 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     ema = _weight_average(model, optimizer, spec.ema)
     eval_model = ema.module if ema is not None else model  # what is validated, selected, saved as best and tested
     start_epoch, step = _restore(model, optimizer, spec, run, device, result, log, ema) if spec.resume else (0, 0)
+    rates = group_rates(optimizer.param_groups, plan.peak_lr)
     if run is not None:
         run.update_summary(peak_lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
-                           warmup_steps=plan.warmup)
+                           warmup_steps=plan.warmup, lr_groups=rates)
     if start_epoch < spec.epochs:
-        log(f"lr {plan.peak_lr:.4g} ({plan.lr_rule}); {plan.steps_per_epoch} steps per epoch, warm-up "
+        groups = "; groups: " + ", ".join(f"{k} {v:.4g}" for k, v in rates.items()) if len(rates) > 1 else ""
+        log(f"lr {plan.peak_lr:.4g} ({plan.lr_rule}){groups}; {plan.steps_per_epoch} steps per epoch, warm-up "
             f"{plan.warmup} steps")
     writer = None  # opened after the first epoch: importing TensorBoard is not worth delaying the first step for
     best_state = None
@@ -265,7 +268,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         row.update(times, wall_time_s=round(time.perf_counter() - t0, 4))
         _check_divergence(row, eval_model, task, data, spec, device, chance, result, log)
         result.history.append(row)
-        is_best = _select(row, task, result, len(data.val_idx) > 0)
+        is_best = _select(row, task, result, len(data.val_idx) > 0 and spec.selection == "best_val")
         if is_best:
             best_state = {k: v.detach().clone() for k, v in eval_model.state_dict().items()}
         if d.is_main:
@@ -299,11 +302,13 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
 
 
 def warmup_steps(spec: FitSpec, steps_per_epoch: int) -> int:
-    """``warmup_epochs`` in steps, and at least ``warmup_min_steps``: a run shorter than that never reaches its peak
-    rate, which is what a few steps at a large batch need (the full rate after 1-2 steps blows ResNet18 up)."""
+    """``warmup_epochs`` in steps; for the derived rate (``lr`` 0) at least ``warmup_min_steps``: a run shorter than
+    that never reaches its peak rate, which is what a few steps at a large batch need (the full rate after 1-2 steps
+    blows ResNet18 up). An explicit ``lr`` warms up for exactly ``warmup_epochs``."""
     if spec.warmup_epochs <= 0:
         return 0
-    return max(round(spec.warmup_epochs * steps_per_epoch), spec.warmup_min_steps)
+    steps = round(spec.warmup_epochs * steps_per_epoch)
+    return steps if spec.lr > 0 else max(steps, spec.warmup_min_steps)  # an explicit lr is used as given
 
 
 FIRST_EPOCH_MARKS = (1, 2, 5, 10, 20, 50, 100)

@@ -34,23 +34,29 @@ def peak_lr(cfg: RunConfig, batch_size: int) -> tuple[float, str]:
     return lr, f"base_lr {cfg.base_lr:g} per {cfg.ref_batch} images, {cfg.lr_scaling} to batch {batch_size}"
 
 
-def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr_scale: float = 1.0
-                 ) -> list[dict]:
-    """Split trainable parameters into decayed (weights) and undecayed (norms and biases: ndim <= 1) groups."""
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr_scale: float = 1.0,
+                 name: str = "all") -> list[dict]:
+    """Split trainable parameters into decayed (weights) and undecayed (norms and biases: ndim <= 1) groups, both
+    named ``name`` (logs and summaries list every named group's rate)."""
     decay, no_decay = [], []
     for _, p in named:
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     groups = []
     if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale})
+        groups.append({"params": decay, "weight_decay": weight_decay, "lr_scale": lr_scale, "name": name})
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lr_scale": lr_scale, "name": name})
     return groups
 
 
+def group_rates(groups: list[dict], peak_lr: float) -> dict[str, float]:
+    """The peak rate every named parameter group trains at: ``{"head": 0.001, "layer4": 0.0001}``."""
+    return {str(g.get("name", f"group{i}")): peak_lr * g.get("lr_scale", 1.0) for i, g in enumerate(groups)}
+
+
 def make_optimizer(groups: list[dict], cfg: RunConfig, fused: bool = False) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or AdamW over ``groups``. The loop sets every group's rate each step
+    """SGD (momentum, optional Nesterov), Adam, AdamW or Muon over ``groups``. The loop sets every group's rate each step
     (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
 
     ``fused`` updates all parameters in one kernel instead of torch's default multi-tensor (foreach) launches; it
@@ -58,6 +64,12 @@ def make_optimizer(groups: list[dict], cfg: RunConfig, fused: bool = False) -> t
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=1e-3, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
                                fused=fused or None)
+    if cfg.optimizer == "adam":  # torch.optim.Adam: weight decay as an L2 term in the gradient (the course's Adam)
+        return torch.optim.Adam(groups, lr=1e-3, betas=(cfg.momentum, 0.999), fused=fused or None)
+    if cfg.optimizer == "muon":
+        from cifarlab.engine.muon import make_muon
+
+        return make_muon(groups, cfg.momentum, cfg.nesterov)
     return torch.optim.AdamW(groups, lr=1e-3, betas=(cfg.momentum, 0.999), fused=fused or None)
 
 

@@ -56,6 +56,9 @@ class Backbone(nn.Module):
         self.partial_from = partial_from
         self.data_config = data_config
         self.head: nn.Module = nn.Identity()
+        # what the trunk's weights are: "imagenet:<source>", "file:<path>" or "none" (random init); the builder sets
+        # it when it loads weights, a recipe when it loads a cifarlab run's encoder ("init:<run dir>")
+        self.weights_source = "none"
         self._frozen_blocks: set[str] = set()
         self.reset_classifier(num_classes)
         self._check_blocks()

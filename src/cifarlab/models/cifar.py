@@ -21,9 +21,16 @@ def _cifar_resnet(name: str, num_classes: int, weights: str) -> Backbone:
     net.maxpool = nn.Identity()
     net.fc = nn.Identity()
     model = Backbone(name, net, 512, RESNET_BLOCKS, "layer4", CIFAR_DATA, num_classes)
+    _load_file(model, weights)
+    return model
+
+
+def _load_file(model: Backbone, weights: str) -> None:
+    """A state-dict file into the trunk (``default`` and ``none`` are random init: no pretrained weights exist for
+    the CIFAR stem)."""
     if weights not in ("none", "default"):
         apply_state_dict(model.trunk, load_file(weights), weights)
-    return model
+        model.weights_source = f"file:{weights}"
 
 
 @MODELS.register()
@@ -53,8 +60,7 @@ def _cnn_small(name: str, num_classes: int, weights: str, group_norm: bool) -> B
     trunk = nn.Sequential(*layers.values(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     blocks = {name: (str(i),) for i, name in enumerate(layers)}
     model = Backbone(name, trunk, cin, blocks, "block4", CIFAR_DATA, num_classes)
-    if weights not in ("none", "default"):
-        apply_state_dict(model.trunk, load_file(weights), weights)
+    _load_file(model, weights)
     return model
 
 

