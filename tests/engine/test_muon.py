@@ -44,10 +44,14 @@ def test_groups_split_by_shape_and_keep_their_keys():
     assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))
     assert {g["lr_scale"] for g in muon} == {1.0} and {g["lr_scale"] for g in rest} == {0.5}
     assert {g["weight_decay"] for g in muon} == {5e-4}
-    # a group marked muon=False (e.g. the head) stays whole on SGD
-    head = {"params": list(net[-1].parameters()), "weight_decay": 0.0, "lr_scale": 1.0, "muon": False}
-    opt = make_muon([head], 0.9, True)
-    assert [g["muon"] for g in opt.param_groups] == [False]
+    # the head's group (named as transfer.optimizer_groups names it) stays whole on SGD, as in airbench
+    head = param_groups(net[-1].named_parameters(), 0.0, name="head")
+    trunk = param_groups(net[:-1].named_parameters(), 0.0, name="trunk")
+    opt = make_muon(head + trunk, 0.9, True)
+    assert [(g["name"], g["muon"]) for g in opt.param_groups] == [("head", False), ("head", False), ("trunk", True),
+                                                                  ("trunk", False)]
+    marked = {"params": list(net[0].parameters()), "weight_decay": 0.0, "lr_scale": 1.0, "muon": False}
+    assert [g["muon"] for g in make_muon([marked], 0.9, True).param_groups] == [False]
 
 
 def test_a_conv_net_trains_and_the_conv_weights_move_by_muon():

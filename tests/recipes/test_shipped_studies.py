@@ -21,8 +21,9 @@ from cifarlab.recipes.study import load_study, run_study
 ROOT = Path(__file__).resolve().parents[2] / "configs" / "studies"
 STUDIES = sorted(ROOT.glob("*.toml")) + sorted((ROOT / "course").glob("*.toml"))
 COURSE = sorted((ROOT / "course").glob("*.toml"))
-# minutes on 2 CPU cores even shrunk (many runs, or SupCon / VGG16 / three EfficientNets): `pytest -m heavy`
-HEAVY = {"curriculum", "curriculum-offline", "lowlabel", "course/notebook", "course/rotnet-extra", "course/tutorial"}
+# Every study takes minutes on 2 shared CPU cores even shrunk (course/rotnet: 7 min with its report, 2026-12-01), so
+# the whole-study runs are `pytest -m heavy` (.ci/run); the default suite runs one course run through its paths
+# (test_a_course_run_takes_its_own_paths), the dry runs and the arms.
 
 SYNTH_TRAIN, SYNTH_TEST = 20, 10  # per class
 # torchvision architectures behind the registry's ImageNet models (the runs that would download their weights)
@@ -30,6 +31,7 @@ TORCHVISION = {"alexnet": "alexnet", "vgg16": "vgg16", "resnet18_imagenet": "res
                "efficientnet_b0": "efficientnet_b0", "convnext_tiny": "convnext_tiny"}
 PACKAGED = {"efficientnet_lite0": 0, "efficientnet_lite1": 1, "efficientnet_lite2": 2}
 SMALLEST = {"alexnet": 64}  # side lengths below 32 px the stem cannot take
+CIFAR_STEM = {"resnet18", "resnet34", "cnn_small", "cnn_small_gn"}  # native size = the data's (16 px here)
 # the last block each document unfreezes, by model (VGG16: conv5 and the fc layers after it; ResNet18: layer4)
 PARTIAL_BLOCKS = {"vgg16": ["conv5", "fc"], "resnet18_imagenet": ["layer4"], "resnet18": ["layer4"]}
 
@@ -66,9 +68,11 @@ def weight_files(tmp_path_factory) -> dict[str, str]:
 
 def _shrink(keys: dict, weights) -> dict:
     """The run's keys with only its budget shrunk (and synthetic data); see the module docstring."""
-    valid = set(config_keys(RECIPES.get(keys["recipe"]).config_class))
+    cls = RECIPES.get(keys["recipe"]).config_class
+    valid = set(config_keys(cls))
     out = {**keys, "dataset": f"synthetic:10:{SYNTH_TRAIN}:{SYNTH_TEST}", "image_size": 16, "epochs": 1,
-           "max_steps_per_epoch": 2, "progress": "off", "embed_samples": 0}
+           "max_steps_per_epoch": 2, "batch_size": min(keys.get("batch_size", 16), 16), "progress": "off",
+           "embed_samples": 0}
     if keys.get("selection") == "last":
         out["epochs"] = 2  # so "last" and "best" could differ
     if "linear_epochs" in valid:
@@ -77,9 +81,9 @@ def _shrink(keys: dict, weights) -> dict:
         out["per_class"] = min(keys["per_class"], SYNTH_TRAIN)
     if keys.get("test_per_class"):
         out["test_per_class"] = min(keys["test_per_class"], SYNTH_TEST)
-    model = keys.get("model", "")
+    model = keys.get("model", cls.__dataclass_fields__["model"].default)
     if "resolution" in valid:
-        out["resolution"] = SMALLEST.get(model, 32)
+        out["resolution"] = 0 if model in CIFAR_STEM else SMALLEST.get(model, 32)
     uses_weights = "weights" in valid and not keys.get("init") and keys.get("weights", "default") == "default"
     if uses_weights and model in TORCHVISION:
         out["weights"] = weights(model)
@@ -90,8 +94,8 @@ def _shrink(keys: dict, weights) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", [pytest.param(f, marks=pytest.mark.heavy) if _id(f) in HEAVY else f
-                                   for f in STUDIES], ids=[_id(f) for f in STUDIES])
+@pytest.mark.heavy
+@pytest.mark.parametrize("study", STUDIES, ids=[_id(f) for f in STUDIES])
 def test_every_shipped_study_runs_end_to_end(study, tmp_path, weight_files):
     """Each run starts and completes on its own paths: an explicit lr trains at exactly that rate, the unfrozen
     blocks are the ones the document names, the head starts as the run asks (a probe runs), the weights file stands
@@ -125,6 +129,26 @@ def test_every_shipped_study_runs_end_to_end(study, tmp_path, weight_files):
         if init and init != "random":  # '@name' resolved to that run's directory, which exists and completed
             assert Path(init).parent == out and (Path(init) / "checkpoints" / "best.pt").is_file()
     assert report is not None and report.is_file()
+
+
+@pytest.mark.slow
+def test_a_course_run_takes_its_own_paths(tmp_path, weight_files):
+    """The VGG16/ResNet18 assignment's ResNet18 run, shrunk, through its real paths: Adam at exactly 1e-3 on every
+    trainable group, layer4 + a new head from random weights, the last epoch tested, 10% of the test split, the
+    weights file standing in for ImageNet's."""
+    from cifarlab.recipes.common import execute
+    from cifarlab.recipes.resolve import make_config
+
+    _, planned = load_study(ROOT / "course" / "transfer-vgg16-resnet18.toml", tmp_path)
+    run = next(p for p in planned if p.name == "course-partial-resnet18_imagenet")
+    keys = {**_shrink(run.keys, weight_files), "test_fraction": 0.5}  # 5 of the 10 synthetic test images per class
+    execute(make_config(run.recipe, overrides=keys))
+    s = json.loads((tmp_path / run.name / "summary.json").read_text())
+    assert s["status"] == "complete", s.get("error")
+    assert s["trainable_blocks"] == ["layer4"] and s["head_init"] == "random" and "head_init_s" not in s
+    assert s["peak_lr"] == 0.001 and set(s["lr_groups"].values()) == {0.001}, s["lr_groups"]
+    assert s["num_test"] == 50 and s["epochs"] == 2
+    assert s["weights"] == keys["weights"] and s["resolution"] == 32
 
 
 @pytest.mark.parametrize("study", COURSE, ids=[_id(f) for f in COURSE])

@@ -43,8 +43,8 @@ def _as_matrix(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
 class MuonSGD(torch.optim.Optimizer):
     """torch's Muon on the matrix-shaped weights of each group, torch's SGD on the others.
 
-    Each input group is split in two: its parameters with ``ndim >= 2`` (unless the group says ``"muon": False``,
-    e.g. for a classifier head) form a Muon group, the rest an SGD group. Both keep the input group's other keys
+    Each input group is split in two: its parameters with ``ndim >= 2`` form a Muon group, the rest an SGD group;
+    a group named ``"head"`` (``param_groups(..., name="head")``) or marked ``"muon": False`` stays whole on SGD. Both keep the input group's other keys
     (``weight_decay``, ``lr_scale``, ...), so a loop that sets ``g["lr"] = peak * g["lr_scale"] * factor`` on every
     group drives both. ``muon_lr_scale`` multiplies the Muon groups' ``lr_scale`` (Muon's step is orthogonalised,
     so its useful rate differs from SGD's).
@@ -55,7 +55,8 @@ class MuonSGD(torch.optim.Optimizer):
         for g in groups:
             extra = {k: v for k, v in g.items() if k not in ("params", "muon")}
             params = list(g["params"])
-            mats = [p for p in params if p.ndim >= 2] if g.get("muon", True) else []
+            # the classifier head stays on SGD, as in airbench (and Muon's own advice for output layers)
+            mats = [p for p in params if p.ndim >= 2] if g.get("muon", g.get("name") != "head") else []
             rest = [p for p in params if p.ndim < 2] if mats else params
             if mats:
                 split.append({**extra, "params": mats, "muon": True,
@@ -123,8 +124,8 @@ def make_muon(groups: list[dict], momentum: float, nesterov: bool, muon_lr_scale
     """One optimizer: torch's Muon for the >= 2-D (conv, linear) weights, SGD with momentum for the rest.
 
     Args:
-        groups: parameter groups, each with ``params``, ``weight_decay`` and ``lr_scale`` (and optionally
-            ``"muon": False`` to keep a group, e.g. the head, on SGD).
+        groups: parameter groups, each with ``params``, ``weight_decay`` and ``lr_scale``; a group named
+            ``"head"`` or marked ``"muon": False`` stays on SGD.
         momentum: momentum of both parts (Muon's is an EMA of gradients, SGD's a sum: torch's definitions).
         nesterov: Nesterov momentum for both parts.
         muon_lr_scale: multiplies the Muon groups' ``lr_scale``.
