@@ -44,10 +44,10 @@ class MuonSGD(torch.optim.Optimizer):
     """torch's Muon on the matrix-shaped weights of each group, torch's SGD on the others.
 
     Each input group is split in two: its parameters with ``ndim >= 2`` form a Muon group, the rest an SGD group;
-    a group named ``"head"`` (``param_groups(..., name="head")``) or marked ``"muon": False`` stays whole on SGD. Both keep the input group's other keys
-    (``weight_decay``, ``lr_scale``, ...), so a loop that sets ``g["lr"] = peak * g["lr_scale"] * factor`` on every
-    group drives both. ``muon_lr_scale`` multiplies the Muon groups' ``lr_scale`` (Muon's step is orthogonalised,
-    so its useful rate differs from SGD's).
+    a group named ``"head"`` (``param_groups(..., name="head")``) or marked ``"muon": False`` stays whole on SGD.
+    Both keep the input group's other keys (``weight_decay``, ``lr_scale``, ...), so a loop that sets
+    ``g["lr"] = peak * g["lr_scale"] * factor`` on every group drives both. ``muon_lr_scale`` multiplies the Muon
+    groups' ``lr_scale`` (Muon's step is orthogonalised, so its useful rate differs from SGD's).
     """
 
     def __init__(self, groups: list[dict], momentum: float, nesterov: bool, muon_lr_scale: float = 1.0) -> None:
