@@ -174,7 +174,7 @@ curriculum)  # at once after curriculum1 and curriculum2; carry gpu-data/cifar10
   dataset
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
 if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
-  study curriculum "${STUDY_FILE:-configs/studies/curriculum-offline.toml}" 100
+  study curriculum "${STUDY_FILE:-configs/studies/curriculum-offline.toml}" 75
   summarize $RUNS/curriculum
   cp "$RUNS/curriculum/report.html" "$OUT/curriculum-report.html" 2>/dev/null
   screenshot "$RUNS/curriculum/report.html" "$OUT/curriculum-report.png"
