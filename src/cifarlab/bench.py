@@ -1,5 +1,6 @@
 # ruff: noqa: B023  (each step() closure is timed inside the loop iteration that defines it)
-"""``cifarlab bench`` (an application of the package, beside ``cli`` and ``api``): each regime's hot loop, as the product runs it, against the hardware and the notebook way.
+"""``cifarlab bench`` (an application of the package, beside ``cli`` and ``api``): each regime's hot loop, as the
+product runs it, against the hardware and the notebook way.
 
 Every loop is built from the product's own pieces (models, tasks, augmentation, optimizer, the training step of
 ``engine.fit``), so a number here is what a run gets. Each measurement reports two things apart: the seconds of

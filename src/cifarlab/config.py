@@ -17,7 +17,7 @@ from typing import Any
 
 from cifarlab.errors import ConfigError
 
-AUGMENT_POLICIES = ("none", "flip", "cropflip", "autoaugment", "autoaugment_flip")  # data.augment.POLICIES
+AUGMENT_POLICIES = ("none", "flip", "cropflip", "rrcflip", "autoaugment", "autoaugment_flip")  # data.augment.PRESETS
 
 
 def opt(default: Any, help: str, *, choices: tuple | None = None, lo: float | None = None, hi: float | None = None,
@@ -113,9 +113,12 @@ class RunConfig:
     ema_warmup: float = opt(9.0, "EMA decay warm-up: update t uses min(ema, t / (t + ema_warmup)) (TensorFlow's and "
                                  "timm's warm-up), so early near-random weights leave the average", lo=0.0)
     augment: str = opt("cropflip", "train augmentation policy: none, flip, cropflip (random crop of the reflect-padded "
-                                   "image + flip), autoaugment (AutoAugment CIFAR10 policy + crop + flip), "
-                                   "autoaugment_flip (AutoAugment + flip, no crop)", choices=AUGMENT_POLICIES)
-    crop_padding: int = opt(4, "random-crop padding in pixels (reflect)", lo=0, hi=64)
+                                   "image + flip), rrcflip (random-resized crop + flip), autoaugment (AutoAugment "
+                                   "CIFAR10 policy + crop + flip), autoaugment_flip (AutoAugment + flip, no crop)",
+                       choices=AUGMENT_POLICIES)
+    crop_padding: int = opt(0, "random-crop padding in pixels (reflect); 0 = 1/8 of the image side (4 px at 32 px); "
+                               "cropflip becomes rrcflip (random-resized crop + flip) for images of 96 px and more",
+                            lo=0, hi=64)
     cutout: int = opt(0, "cutout: zero a square of this many pixels per side at a random place in each training "
                          "image (after crop/flip, at the data's resolution); 0 = off", lo=0, hi=1024)
     seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)

@@ -119,7 +119,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     """
     io = io or FitIO()
     run, log = io.run, io.log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    device = data.x.device
+    device = data.device
     fwd = forward_model if forward_model is not None else model
     d = distributed.get()
     plan = StepPlan.of(spec, len(data.train_idx), d.world if d.enabled else 1)
@@ -153,8 +153,8 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         row = dict(out.row)
         timing = {k: row.pop(k) for k in ("train_time_s", "images_per_s")}  # metrics.csv: metrics, then timings
         if len(data.val_idx):  # the eager module: evaluation shapes never trigger a recompilation
-            val = evaluate(eval_model, task, data.x[data.val_idx], data.y[data.val_idx], spec.eval_batch_size,
-                           spec.amp)
+            val = evaluate(eval_model, task, data.x[data.val_idx.to(data.x.device)], data.y[data.val_idx],
+                           spec.eval_batch_size, spec.amp, device=device)
             row.update(val_loss=val["loss"], val_acc=val["acc"])
         row.update(timing, wall_time_s=round(time.perf_counter() - t0, 4))
         health = check_health(row, eval_model, task, data, rule, spec.eval_batch_size, spec.amp)

@@ -88,7 +88,7 @@ def check_health(row: dict[str, Any], model: nn.Module, task: Task, data: FitDat
         return {}
     if math.isfinite(val_loss) and math.isfinite(val_acc) and val_acc > rule.acc_factor * math.exp(-rule.chance):
         return {}  # well above chance accuracy: an overconfident (overfitting) model, not a diverged one
-    x, y = data.x[data.val_idx], data.y[data.val_idx]
+    x, y = data.batch(data.val_idx[:2048])
     with_batch_stats = batch_statistics_loss(model, task, x, y, eval_batch_size, amp)
     # lag: the network itself (normalising by its own batch statistics) is not blown up; it may still recover
     if math.isfinite(val_loss) and with_batch_stats <= rule.limit:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from cifarlab.data.batches import eval_batches, num_batches, train_batches
+from cifarlab.data.batches import eval_batches, gather, num_batches, train_batches
 from cifarlab.engine import distributed
 from cifarlab.engine import embed as embedding
 from cifarlab.engine.device import autocast, synchronize
@@ -45,12 +45,22 @@ class Task(Protocol):
 
 @dataclass(frozen=True)
 class FitData:
-    """Images held on the compute device and the index sets of one split."""
+    """Images and the index sets of one split. The images are on the compute device, or in host memory when they do
+    not fit there (``data.placement``): batches are then gathered on the host and copied over."""
 
-    x: torch.Tensor  # (N, C, H, W) uint8, on the device
+    x: torch.Tensor  # (N, C, H, W) uint8, on the device (or the host)
     y: torch.Tensor  # (N,) int64, on the device
     train_idx: torch.Tensor
     val_idx: torch.Tensor
+    compute: torch.device | None = None  # where the model runs; None = where x is
+
+    @property
+    def device(self) -> torch.device:
+        return self.compute if self.compute is not None else self.x.device
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images and labels of ``idx`` on the compute device."""
+        return gather(self.x, idx, self.device), self.y[idx.to(self.y.device)]
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
     """One pass over the shuffled training indices (``spec``: a FitSpec; ``mark_first``: this is the process's first
     epoch, whose step marks are recorded)."""
     d = distributed.get()
-    device = data.x.device
+    device = data.device
     # seeded from (seed, epoch[, rank]) alone: a resumed run (with any number of processes) replays the same
     # shuffles, and every rank draws the same permutation of the global batch
     shuffle_gen = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + epoch)
@@ -142,14 +152,14 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
     bar = tqdm(total=steps_per_epoch * batch_size, disable=not progress_enabled(spec.progress), leave=False,
                unit="img", unit_scale=True, desc=f"epoch {epoch}/{spec.epochs}", file=sys.stderr,
                dynamic_ncols=True)
-    for i, idx in enumerate(train_batches(data.train_idx, batch_size, shuffle_gen)):
+    for i, idx in enumerate(train_batches(data.train_idx.to(device), batch_size, shuffle_gen)):
         if i >= steps_per_epoch:
             break
         idx = idx[d.rank::d.world]  # this rank's shard of the global batch
         lr = set_lr(optimizer, peak, lr_factor(step, plan.total_steps, plan.warmup, spec.schedule, spec.milestones,
                                                spec.gamma))
         try:
-            loss, c, k = train_step(model, task, optimizer, data.x[idx], data.y[idx], aug_gen, spec.amp)
+            loss, c, k = train_step(model, task, optimizer, *data.batch(idx), aug_gen, spec.amp)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
                 raise out_of_memory(batch_size, device, step) from None
@@ -190,14 +200,15 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
 
 @torch.no_grad()
 def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch_size: int, amp: str,
-             pad: bool | None = None) -> dict[str, float]:
+             pad: bool | None = None, device: torch.device | None = None) -> dict[str, float]:
     """Mean loss and accuracy of ``task.eval_step`` over ``x``/``y`` (already on the device).
 
     cuDNN's autotuner is off here: evaluation shapes (the eval batch, the last partial batch) differ from the
     training batch, and tuning each of them cost more than the whole evaluation on a GPU. ``pad`` (default: on
     CUDA) pads every model call to a power-of-two batch (``engine.embed.Padded``), so the last partial batch of
-    each split does not build new cuDNN plans; the model is in eval mode, so the padding changes no output."""
-    device = x.device
+    each split does not build new cuDNN plans; the model is in eval mode, so the padding changes no output.
+    ``device``: where the model runs (default: where ``x`` is; host-held images are copied over per batch)."""
+    device = device or x.device
     was_training = model.training
     model.eval()
     call = embedding.Padded(model) if (pad if pad is not None else embedding.pads(device)) else model
@@ -208,7 +219,7 @@ def evaluate(model: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, bat
                                      deterministic=torch.backends.cudnn.deterministic):
         for sl in eval_batches(len(x), batch_size):
             with autocast(device, amp):
-                ls, c, k = task.eval_step(call, x[sl], y[sl])
+                ls, c, k = task.eval_step(call, x[sl].to(device, non_blocking=True), y[sl].to(device))
             loss_sum += ls.float()
             correct += c
             n += k

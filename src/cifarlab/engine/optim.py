@@ -50,6 +50,12 @@ def param_groups(named: Iterable[tuple[str, nn.Parameter]], weight_decay: float,
     return groups
 
 
+def trunk_and_head_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """A backbone's trunk and head as named groups (Muon keeps the group named ``head`` on SGD, as airbench does)."""
+    return (param_groups(model.trunk.named_parameters(), weight_decay, name="trunk")
+            + param_groups(model.head.named_parameters(), weight_decay, name="head"))
+
+
 def group_rates(groups: list[dict], peak_lr: float) -> dict[str, float]:
     """The peak rate every named parameter group trains at: ``{"head": 0.001, "layer4": 0.0001}``."""
     return {str(g.get("name", f"group{i}")): peak_lr * g.get("lr_scale", 1.0) for i, g in enumerate(groups)}

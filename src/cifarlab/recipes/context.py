@@ -19,13 +19,12 @@ from typing import Any
 import torch
 
 from cifarlab.config import RunConfig, to_dict
-from cifarlab.data import ImageData, Split, load_dataset, make_split
-from cifarlab.data.augment import TTA_VIEWS
+from cifarlab.data import ImageData, Split, load_dataset, make_split, placement
+from cifarlab.data.augment import TTA_VIEWS, size_rule
 from cifarlab.engine import distributed, provenance
 from cifarlab.engine.device import (
     device_name,
     format_name,
-    free_memory_bytes,
     inference_format,
     memory_format,
     resolve_device,
@@ -36,7 +35,6 @@ from cifarlab.engine.device import (
 from cifarlab.engine.fit import FitSpec
 from cifarlab.engine.loop import FitData, StepPlan, progress_enabled
 from cifarlab.engine.rundir import RunDir
-from cifarlab.errors import CifarlabError
 from cifarlab.models import Backbone
 
 
@@ -87,6 +85,7 @@ class Resolved:
     tta: bool
     progress: str  # on | off
     augment: str  # the training augmentation policy
+    crop_padding: int  # its crop padding, pixels at the data's side
     resolution: int  # the side images are resized to on the device
     normalisation: dict[str, list[float]]  # mean / std, [0, 1] units
     started_from: str  # imagenet:<source> | file:<path> | none | init:<run dir>
@@ -125,18 +124,23 @@ def log_stderr(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def load(cfg: RunConfig) -> Loaded:
+def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
     """Threads, seed, device, data, split (label-free recipes split without labels); the images to the device."""
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed, cfg.deterministic, cfg.cudnn_benchmark)
     device = resolve_device(cfg.device)
     warm_up = start_warm_up(device)  # the CUDA start overlaps the dataset's loading
     t0 = time.perf_counter()
-    data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size)
+    data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size, progress=progress_enabled(cfg.progress))
     data_load_s = time.perf_counter() - t0
     # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in; their
-    # per_class still means what it says for the others: per_class x classes images (drawn without labels)
+    # per_class still means what it says for the others: per_class x classes images (drawn without labels). They
+    # also train on the dataset's unlabelled images where it has some (STL-10's, a folder's unlabeled/)
     label_free = getattr(cfg, "label_free", False)
+    if label_free and data.unlabeled_x is not None:
+        data = data.with_unlabeled()
+    for note in data.notes:
+        log(f"data: {note}")
     strata = torch.zeros_like(data.train_y) if label_free else data.train_y
     per_class = cfg.per_class * (data.num_classes if label_free else 1)
     split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
@@ -147,22 +151,16 @@ def load(cfg: RunConfig) -> Loaded:
                                val_fraction=0.0, seed=cfg.seed).train
     if warm_up is not None:
         warm_up.join()
-    _check_fits(data, device)
-    train_x = data.train_x.to(device)
+    on_device, message = placement.fits(device, data.nbytes)
+    if message:
+        log(f"data: {message}")
+    train_x = placement.place(data.train_x, device, on_device)
     mean, std = data.channel_stats(split.train, train_x)
-    train = FitData(x=train_x, y=data.train_y.to(device), train_idx=split.train.to(device),
-                    val_idx=split.val.to(device))
-    return Loaded(device, data, split, train, data.test_x[test_keep].to(device), data.test_y[test_keep].to(device),
-                  test_keep, mean, std, data_load_s)
-
-
-def _check_fits(data: ImageData, device: torch.device) -> None:
-    """Fail before training when the dataset alone would not fit on the device."""
-    need = data.train_x.nbytes + data.test_x.nbytes
-    free = free_memory_bytes(device)
-    if device.type == "cuda" and free is not None and need > 0.8 * free:
-        raise CifarlabError(f"the dataset needs {need / 2**30:.1f} GiB on {device} but only {free / 2**30:.1f} GiB "
-                            "is free; use a smaller --image-size, --per-class/--train-fraction, or device=cpu")
+    index_on = device if on_device else torch.device("cpu")  # host-held images are indexed on the host
+    train = FitData(x=train_x, y=data.train_y.to(device), train_idx=split.train.to(index_on),
+                    val_idx=split.val.to(index_on), compute=device)
+    return Loaded(device, data, split, train, placement.place(data.test_x[test_keep], device, on_device),
+                  data.test_y[test_keep].to(device), test_keep, mean, std, data_load_s)
 
 
 def pretrained(started_from: str) -> bool:
@@ -181,6 +179,8 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
     resolution = cfg.resolution or (dc.input_size if given and not dc.cifar_stem else loaded.data.image_size)
     mean, std = (dc.mean, dc.std) if (given and dc.mean) else (loaded.mean, loaded.std)
     augment = cfg.augment if cfg.augment != "auto" else ("none" if recipe == "linear" else "cropflip")
+    # the policy and crop padding scale with the images' side (1/8 of it; random-resized crop from 96 px)
+    augment, crop_padding = size_rule(augment, loaded.data.image_size, cfg.crop_padding or None)
     cached_linear = recipe == "linear" and augment == "none" and getattr(cfg, "cache_embeddings", False)
     flip = None
     if cached_linear:
@@ -204,7 +204,8 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
         memory_format=format_name(memory_format(device, cfg.channels_last)),
         inference_format=format_name(inference_format(device, cfg.channels_last)), compile=compile_mode,
         tta=cfg.tta == "on" or (cfg.tta == "auto" and device.type == "cuda"),
-        progress="on" if progress_enabled(cfg.progress) else "off", augment=augment, resolution=resolution,
+        progress="on" if progress_enabled(cfg.progress) else "off", augment=augment, crop_padding=crop_padding,
+        resolution=resolution,
         normalisation={"mean": list(mean), "std": list(std)}, started_from=started, norm_stats=norm_stats,
         flip_features=flip, lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
         steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, num_test=len(loaded.test_y),
@@ -249,7 +250,7 @@ def write_config(cfg: RunConfig, run: RunDir, loaded: Loaded, resolved: Resolved
         "device": device_name(loaded.device), "threads": torch.get_num_threads(), "started": provenance.now(),
         "dataset": {"spec": cfg.dataset, "name": data.name, "digest": data.digest, "classes": data.classes,
                     "num_train_total": len(data.train_y), "num_test": len(data.test_y),
-                    "image_size": data.image_size},
+                    "image_size": data.image_size, "notes": data.notes},
         "split": {"digest": split.digest(), "seed": cfg.seed, "num_train": len(split.train),
                   "num_val": len(split.val), "per_class": cfg.per_class, "train_fraction": cfg.train_fraction,
                   "val_fraction": cfg.val_fraction, "indices": "split.npz"},

@@ -105,7 +105,7 @@ def execute(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> RunResul
         run.update_summary(recipe=cfg.recipe, model=cfg.model, dataset=cfg.dataset, status="running",
                            started=provenance.now(), error=None, **({"study_series": cfg.series} if cfg.series else {}))
         try:
-            loaded = load(cfg)
+            loaded = load(cfg, log)
             prepared_at = time.perf_counter()  # start-up's "prepare" ends here; the model's build is the next part
             model = recipe.build(cfg, loaded.data.num_classes)
             resolved = resolve(cfg, loaded, model)

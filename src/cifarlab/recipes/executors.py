@@ -95,8 +95,8 @@ class Reporter:
 
 def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[str]:
     """Every run in order, in this process (a study on one device pays the imports once)."""
-    from cifarlab.recipes.execute import execute
     from cifarlab.config import make_config
+    from cifarlab.recipes.execute import execute
 
     failed: list[str] = []
     durations: list[float] = []

@@ -16,7 +16,7 @@ from cifarlab.data import stratified_sample
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import fit
 from cifarlab.engine.loop import evaluate
-from cifarlab.engine.optim import make_optimizer, param_groups
+from cifarlab.engine.optim import make_optimizer, trunk_and_head_groups
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Rotation
 from cifarlab.objectives.rotation import NUM_ROTATIONS
@@ -35,7 +35,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
     task = Rotation(augment, cfg.label_smoothing)
-    optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg.optimizer, cfg.momentum,
+    optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
                                cfg.nesterov)
     result = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()

@@ -7,7 +7,7 @@ from typing import Any
 from cifarlab.config import ScratchConfig
 from cifarlab.data import Augment
 from cifarlab.engine.fit import fit
-from cifarlab.engine.optim import make_optimizer, param_groups
+from cifarlab.engine.optim import make_optimizer, trunk_and_head_groups
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification
 from cifarlab.recipes.context import RunContext, fit_spec
@@ -22,7 +22,7 @@ def build(cfg: ScratchConfig, num_classes: int) -> Backbone:
 def augmentation(ctx: RunContext) -> Augment:
     """The resolved policy at the resolved resolution, normalised with the train split's statistics."""
     r, cfg = ctx.resolved, ctx.cfg
-    return Augment(r.augment, tuple(r.normalisation["mean"]), tuple(r.normalisation["std"]), cfg.crop_padding,
+    return Augment(r.augment, tuple(r.normalisation["mean"]), tuple(r.normalisation["std"]), r.crop_padding,
                    resolution=r.resolution, memory_format=input_format(ctx), cutout=cfg.cutout)
 
 
@@ -30,7 +30,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     cfg = ctx.cfg
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
-    optimizer = make_optimizer(param_groups(model.named_parameters(), cfg.weight_decay), cfg.optimizer, cfg.momentum,
+    optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
                                cfg.nesterov)
     result = fit(model, Classification(augment, cfg.label_smoothing), ctx.loaded.train, optimizer,
                  fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)

@@ -155,8 +155,8 @@ class RunJob:
                       "requeue or end this job", flush=True)
                 time.sleep(KILLED_WAIT_S)
         else:  # in this process: one interpreter start per job (submitit's own already imported torch)
-            from cifarlab.recipes.execute import execute
             from cifarlab.config import make_config
+            from cifarlab.recipes.execute import execute
 
             before = signal.signal(signal.SIGTERM, _stop)  # submitit ignores SIGTERM; a preempted run stops now
             try:

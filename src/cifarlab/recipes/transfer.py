@@ -195,7 +195,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     check_input_size(model, r.resolution)
     regime = cfg.recipe
     mean, std = tuple(r.normalisation["mean"]), tuple(r.normalisation["std"])
-    augment = Augment(r.augment, mean, std, cfg.crop_padding, resolution=r.resolution,
+    augment = Augment(r.augment, mean, std, r.crop_padding, resolution=r.resolution,
                       memory_format=input_format(ctx), cutout=cfg.cutout)
     model.set_trainable({"linear": "none", "partial": model.partial_blocks(), "finetune": "all"}[regime])
     extra = {"regime": regime, "resolution": r.resolution, "weights": cfg.init or cfg.weights,
