@@ -46,8 +46,8 @@ def main() -> None:
     cpu = torch.device("cpu")
     x = torch.randint(0, 256, (a.batch_size * a.steps, 3, 32, 32), dtype=torch.uint8)
     y = torch.arange(len(x)) % 10
-    (row,) = bench.bench_loops(x, y, ["finetune"], ["eager"], [a.batch_size], a.steps, a.repeats, cpu,
-                               probe_model="efficientnet_lite0", resolution=a.resolution)
+    (row,) = bench.bench_loops(x, y, bench.LoopGrid(["finetune"], ["eager"], [a.batch_size], a.steps, a.repeats,
+                                                    probe_model="efficientnet_lite0", resolution=a.resolution), cpu)
     _, plain = bench.time_loop(plain_loop(a.resolution, a.batch_size, a.steps), a.repeats, cpu)
     print(f"lite0 fine-tune step @{a.resolution}px, batch {a.batch_size}, {torch.get_num_threads()} threads: "
           f"cifarlab {row.images_per_s:.1f} img/s, plain timm {plain:.1f} img/s, "

@@ -30,8 +30,8 @@ def test_bench_measures_every_regime_loop_and_the_notebook_pipeline():
     x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
     y = torch.arange(64) % 4
     logs = []
-    rows = bench.bench_loops(x, y, list(bench.LOOPS), ["eager"], [8], 2, 1, torch.device("cpu"), "cnn_small",
-                             "cnn_small", 16, log=logs.append)
+    rows = bench.bench_loops(x, y, bench.LoopGrid(list(bench.LOOPS), ["eager"], [8], 2, 1, "cnn_small",
+                                                    "cnn_small", 16), torch.device("cpu"), log=logs.append)
     rows.append(bench.bench_notebook(x, y, "cnn_small", 8, 2, 1, torch.device("cpu"), workers=0))
     assert [r.loop.split()[0] for r in rows] == [*bench.LOOPS, "scratch"]
     assert all(r.images_per_s > 0 and r.warmup_s > 0 and r.mfu is None for r in rows)  # no MFU off CUDA
@@ -44,8 +44,10 @@ def test_bench_measures_every_regime_loop_and_the_notebook_pipeline():
 def test_the_compile_path_runs_a_training_step_and_reports_its_compile_time():
     x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8)
     y = torch.arange(32) % 2
-    (row,) = bench.bench_loops(x, y, ["scratch"], ["compile"], [8], 1, 1, torch.device("cpu"), "cnn_small")
-    eager, = bench.bench_loops(x, y, ["scratch"], ["eager"], [8], 1, 1, torch.device("cpu"), "cnn_small")
+    (row,) = bench.bench_loops(x, y, bench.LoopGrid(["scratch"], ["compile"], [8], 1, 1, "cnn_small"),
+                               torch.device("cpu"))
+    eager, = bench.bench_loops(x, y, bench.LoopGrid(["scratch"], ["eager"], [8], 1, 1, "cnn_small"),
+                               torch.device("cpu"))
     assert row.variant == "compile" and row.images_per_s > 0
     assert row.warmup_s > 5 * eager.warmup_s  # the compilation is in the warm-up, not in the rate
 
@@ -62,8 +64,8 @@ def test_frozenbn_variant_trains_the_fine_tune_loop_on_running_statistics():
 
     bench.create_model = recording
     try:
-        (row,) = bench.bench_loops(x, y, ["finetune"], ["frozenbn"], [8], 1, 1, torch.device("cpu"), "cnn_small",
-                                   "cnn_small", 16)
+        (row,) = bench.bench_loops(x, y, bench.LoopGrid(["finetune"], ["frozenbn"], [8], 1, 1, "cnn_small",
+                                                          "cnn_small", 16), torch.device("cpu"))
     finally:
         bench.create_model = real
     bns = [m for m in seen[0].modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -77,6 +79,7 @@ def test_layout_variants_force_the_memory_format_and_eager_takes_the_products():
     assert bench._Settings("nchw").memory_format(cuda) == torch.contiguous_format
     assert bench._Settings("eager").memory_format(cuda) == torch.channels_last  # the product's default on CUDA
     x = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
-    rows = bench.bench_loops(x, torch.arange(16) % 4, ["finetune", "embed"], ["cl", "nchw"], [8], 1, 1,
-                             torch.device("cpu"), "cnn_small", "cnn_small", 16)
+    rows = bench.bench_loops(x, torch.arange(16) % 4, bench.LoopGrid(["finetune", "embed"], ["cl", "nchw"], [8], 1,
+                                                                        1, "cnn_small", "cnn_small", 16),
+                             torch.device("cpu"))
     assert [r.variant for r in rows] == ["cl", "nchw", "cl", "nchw"] and all(r.images_per_s > 0 for r in rows)

@@ -48,24 +48,22 @@ def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding
     return str(build(runs_dir, fmt, out, embedding, progress=progress))
 
 
-def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, *, executor: str = "local",
-          jobs_per_device: int = 1, seed_offset: int = 0, slurm: dict[str, Any] | None = None, wait: bool = True
+def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, **options: Any
           ) -> tuple[list[str], str | None]:
     """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report.
 
     Args:
         gpus: run independent runs concurrently, one per listed CUDA device (or ``cpu`` slot).
-        executor: ``local`` (this machine) or ``slurm`` (one Slurm job per run, through submitit).
-        jobs_per_device: runs at once per listed device (or on the one device), as separate processes.
-        seed_offset: added to every run's seeds (``{seed}`` in names and ``@name`` references follow).
-        slurm: Slurm job settings over the study file's ``[slurm]`` table (partition, time, gpus_per_job,
-            cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s).
-        wait: Slurm: follow the jobs to their end, then report (False: return once submitted).
+        options: fields of :class:`cifarlab.recipes.study.StudyOptions`: ``executor`` (``local``, or ``slurm``:
+            one Slurm job per run, through submitit), ``jobs_per_device`` (runs at once per listed device, or on the
+            one device, as separate processes), ``seed_offset`` (added to every run's seeds; ``{seed}`` in names and
+            ``@name`` references follow), ``slurm`` (job settings over the study file's ``[slurm]`` table:
+            partition, time, gpus_per_job, cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s),
+            ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted).
     """
     from cifarlab.recipes.study import run_study
 
-    failed, path = run_study(study_file, out, report, gpus=gpus, executor=executor, jobs_per_device=jobs_per_device,
-                             seed_offset=seed_offset, slurm=slurm, wait=wait)
+    failed, path = run_study(study_file, out, report=report, gpus=gpus, **options)
     return failed, str(path) if path else None
 
 
@@ -90,21 +88,11 @@ def bench(options: Any = None, log=None) -> str:
     o = options or b.BenchOptions()
     dev = resolve_device(o.device)
     data = load_dataset(o.dataset or os.environ.get("CIFARLAB_DATASET") or "cifar10", o.data_root or None)
-    split = [v.strip() for v in o.loops.split(",") if v.strip()]
-    unknown = [v for v in split if v not in b.LOOPS]
-    variants = [v.strip() for v in o.variants.split(",") if v.strip()]
-    unknown += [v for v in variants if v not in b.VARIANTS]
-    if unknown:
-        from cifarlab.errors import ConfigError
-
-        raise ConfigError(f"bench: unknown loop/variant {unknown}; loops: {', '.join(b.LOOPS)}; variants: "
-                          f"{', '.join(b.VARIANTS)}")
-    sizes = [int(v) for v in o.batch_sizes.split(",") if v.strip()]
-    rows = b.bench_loops(data.train_x, data.train_y, split, variants, sizes, o.steps, o.repeats, dev, o.model,
-                         o.probe_model, o.resolution, log=log)
-    if o.notebook and "scratch" in split:
+    grid = b.LoopGrid.of(o)
+    rows = b.bench_loops(data.train_x, data.train_y, grid, dev, log=log)
+    if o.notebook and "scratch" in grid.loops:
         rows += [b.bench_notebook(data.train_x, data.train_y, o.model, bs, o.steps, o.repeats, dev, o.workers)
-                 for bs in sizes]
+                 for bs in grid.batch_sizes]
     return (f"device: {dev}; FLOPs from torch.utils.flop_counter (1 multiply-add = 2 FLOPs, training = 3x "
             f"forward); MFU against the dense bf16 peak (CUDA only); warm-up = the first call (allocation, "
             f"autotuning, compilation), images/s = median of {o.repeats} calls of {o.steps} steps after it\n"

@@ -128,9 +128,11 @@ class _Settings:
         return torch.channels_last if self.layout else torch.contiguous_format
 
 
-def _training_loop(loop: str, model_name: str, x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int,
+def _training_loop(loop: str, model_name: str, data: tuple[torch.Tensor, torch.Tensor], batch_size: int, steps: int,
                    device: torch.device, variant: str, resolution: int) -> tuple[Callable[[], int], float]:
-    """The product's training step for ``loop``; returns (step function, FLOPs per source image)."""
+    """The product's training step for ``loop`` on ``data`` (uint8 images, labels); returns (step function, FLOPs
+    per source image)."""
+    x, y = data
     s = _Settings(variant)
     fmt = s.memory_format(device)
     k = int(y.max()) + 1
@@ -198,12 +200,40 @@ def _embed_loop(model_name: str, x: torch.Tensor, batch_size: int, steps: int, d
     return step, flops
 
 
-def bench_loops(x: torch.Tensor, y: torch.Tensor, loops: list[str], variants: list[str], batch_sizes: list[int],
-                steps: int, repeats: int, device: torch.device, model: str = "resnet18",
-                probe_model: str = "efficientnet_lite0", resolution: int = 128,
+@dataclass(frozen=True)
+class LoopGrid:
+    """The (loop, variant, batch size) grid one bench call measures, with its steps, repeats and models."""
+
+    loops: list[str]
+    variants: list[str]
+    batch_sizes: list[int]
+    steps: int
+    repeats: int
+    model: str = "resnet18"
+    probe_model: str = "efficientnet_lite0"
+    resolution: int = 128
+
+    @classmethod
+    def of(cls, o: BenchOptions) -> LoopGrid:
+        """The grid of the CLI's comma-separated options; unknown loops or variants are an error naming them."""
+        from cifarlab.errors import ConfigError
+
+        loops = [v.strip() for v in o.loops.split(",") if v.strip()]
+        variants = [v.strip() for v in o.variants.split(",") if v.strip()]
+        unknown = [v for v in loops if v not in LOOPS] + [v for v in variants if v not in VARIANTS]
+        if unknown:
+            raise ConfigError(f"bench: unknown loop/variant {unknown}; loops: {', '.join(LOOPS)}; variants: "
+                              f"{', '.join(VARIANTS)}")
+        sizes = [int(v) for v in o.batch_sizes.split(",") if v.strip()]
+        return cls(loops, variants, sizes, o.steps, o.repeats, o.model, o.probe_model, o.resolution)
+
+
+def bench_loops(x: torch.Tensor, y: torch.Tensor, grid: LoopGrid, device: torch.device,
                 log: Callable[[str], None] | None = None) -> list[BenchRow]:
     """Every (loop, variant, batch size) combination; a variant that fails (e.g. no compiler) is reported and
     skipped, so one missing lever does not hide the others' numbers."""
+    loops, variants, batch_sizes, steps = grid.loops, grid.variants, grid.batch_sizes, grid.steps
+    repeats, model, probe_model, resolution = grid.repeats, grid.model, grid.probe_model, grid.resolution
     rows = []
     for loop in loops:
         for variant in variants:
@@ -214,7 +244,7 @@ def bench_loops(x: torch.Tensor, y: torch.Tensor, loops: list[str], variants: li
                         step, flops = _embed_loop(probe_model, x, bs, steps, device, variant, resolution)
                     else:
                         name = probe_model if loop == "finetune" else model
-                        step, flops = _training_loop(loop, name, x, y, bs, steps, device, variant, resolution)
+                        step, flops = _training_loop(loop, name, (x, y), bs, steps, device, variant, resolution)
                     warmup, rate = time_loop(step, repeats, device)
                 except Exception as exc:  # report and go on
                     if log:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cifarlab.config import keys as config_keys
-from cifarlab.recipes.common import RECIPES
+from cifarlab.recipes.execute import RECIPES
 from cifarlab.recipes.study import load_study, run_study
 
 ROOT = Path(__file__).resolve().parents[2] / "configs" / "studies"
@@ -139,8 +139,8 @@ def test_a_course_run_takes_its_own_paths(tmp_path, weight_files):
     """The VGG16/ResNet18 assignment's ResNet18 run, shrunk, through its real paths: Adam at exactly 1e-3 on every
     trainable group, layer4 + a new head from random weights, the last epoch tested, 10% of the test split, the
     weights file standing in for ImageNet's."""
-    from cifarlab.recipes.common import execute
-    from cifarlab.recipes.resolve import make_config
+    from cifarlab.config import make_config
+    from cifarlab.recipes.execute import execute
 
     _, planned = load_study(ROOT / "course" / "transfer-vgg16-resnet18.toml", tmp_path)
     run = next(p for p in planned if p.name == "course-partial-resnet18_imagenet")

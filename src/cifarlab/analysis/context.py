@@ -4,6 +4,7 @@ of both templates, HTML and Markdown, which escape it as they render."""
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -187,10 +188,22 @@ def per_class(runs: list[Run], analyses: dict[str, Any]) -> dict[str, Any] | Non
                       for r, a in with_pc]}
 
 
-def build_context(root: str | Path, title: str, study: dict[str, Any], runs: list[Run], answers: list[Finding],
-                  analyses: dict[str, Any], charts: dict[str, list[Figure]], refs: dict[str, list[Match]],
-                  unfiled: list[Run]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReportParts:
+    """What the report computed before rendering: the answered questions, the per-run analyses, the charts, the
+    published references matched to arms, and the runs no question files."""
+
+    answers: list[Finding]
+    analyses: dict[str, Any]
+    charts: dict[str, list[Figure]]
+    refs: dict[str, list[Match]]
+    unfiled: list[Run]
+
+
+def build_context(root: str | Path, title: str, study: dict[str, Any], runs: list[Run], parts: ReportParts
+                  ) -> dict[str, Any]:
     """Everything either template renders."""
+    answers, analyses, charts, refs, unfiled = parts.answers, parts.analyses, parts.charts, parts.refs, parts.unfiled
     origins = origin.Origins(runs)
     mixed = len({findings.dataset_of(r) for r in runs}) > 1
     cols = [(k, lab, n) for k, lab, n in SUMMARY_COLS if k != "dataset" or mixed]

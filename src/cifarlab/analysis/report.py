@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab.analysis import findings, references
-from cifarlab.analysis.context import build_context, finding_charts, overview_figures
+from cifarlab.analysis.context import ReportParts, build_context, finding_charts, overview_figures
 from cifarlab.analysis.origin import Origins
 from cifarlab.analysis.perrun import EMBEDDINGS, Figure, analyse_all
 from cifarlab.analysis.runs import find_runs
@@ -87,8 +87,8 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     study = read_json(study_file) if study_file.is_file() else {}
     title = title or (f"cifarlab study: {study['name']}" if study.get("name") else
                       f"cifarlab report: {Path(root).resolve().name}")
-    ctx = build_context(root, title, study, runs, answers, analyses, charts, refs,
-                        findings.unfiled(runs, origins))
+    ctx = build_context(root, title, study, runs, ReportParts(answers, analyses, charts, refs,
+                                                              findings.unfiled(runs, origins)))
     out.parent.mkdir(parents=True, exist_ok=True)
     text = _markdown(ctx, out) if fmt == "md" else _html(ctx)
     out.write_text(text, encoding="utf-8")

@@ -147,7 +147,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         t0 = time.perf_counter()
         first = first_step_at is None  # the first epoch this call trains: its step marks time the start-up
-        out = train_one_epoch(train_fwd, task, data, optimizer, spec, plan, epoch, state.step, mark_first=first)
+        out = train_one_epoch(train_fwd, task, data, optimizer, spec, plan, (epoch, state.step), mark_first=first)
         if first:
             marks, first_step_at = out.marks, out.first_step_at
         row = dict(out.row)

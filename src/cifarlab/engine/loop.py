@@ -131,9 +131,10 @@ def train_step(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, x
 
 
 def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, spec: Any,
-                    plan: StepPlan, epoch: int, step: int, mark_first: bool = False) -> EpochOut:
-    """One pass over the shuffled training indices (``spec``: a FitSpec; ``mark_first``: this is the process's first
-    epoch, whose step marks are recorded)."""
+                    plan: StepPlan, at: tuple[int, int], mark_first: bool = False) -> EpochOut:
+    """One pass over the shuffled training indices (``spec``: a FitSpec; ``at``: the epoch number and the steps
+    taken before it; ``mark_first``: this is the run's first epoch, whose step marks time the start-up)."""
+    epoch, step = at
     d = distributed.get()
     device = data.device
     # seeded from (seed, epoch[, rank]) alone: a resumed run (with any number of processes) replays the same

@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +147,12 @@ def _check_executor(executor: str) -> None:
         raise ConfigError(f"executor={executor!r}: allowed: {', '.join(EXECUTORS)}")
 
 
-def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, gpus: list[str] | None = None,
-              adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None, *, executor: str = "local",
-              jobs_per_device: int = 1, seed_offset: int = 0, slurm: dict[str, Any] | None = None,
-              wait: bool = True, submitit_executor: Any = None) -> tuple[list[str], Path | None]:
-    """Run (or submit) every planned run not yet complete; returns (names of runs that did not complete, report).
+@dataclass(frozen=True)
+class StudyOptions:
+    """How a study runs.
 
-    Args:
+    Attributes:
+        report: write OUT/report.html (and its findings.json) at the end.
         gpus: local executor: CUDA device indices (or ``cpu``) to run runs on concurrently, as separate processes.
         jobs_per_device: local executor: runs at once per listed device (or on the one device when none are
             listed); 1 with no ``gpus`` runs everything in this process. A run that starts from another run of the
@@ -164,6 +163,25 @@ def run_study(path: str | Path, out: str | Path, report: bool = True, log=None, 
         wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
     """
+
+    report: bool = True
+    gpus: list[str] | None = None
+    jobs_per_device: int = 1
+    seed_offset: int = 0
+    executor: str = "local"
+    slurm: dict[str, Any] | None = None
+    wait: bool = True
+    submitit_executor: Any = None
+
+
+def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = None, log=None,
+              adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None, **changes: Any
+              ) -> tuple[list[str], Path | None]:
+    """Run (or submit) every planned run not yet complete; returns (names of runs that did not complete, report).
+    ``options`` (a :class:`StudyOptions`), with ``changes`` to its fields by name (``report=False``, ...)."""
+    o = replace(options or StudyOptions(), **changes)
+    report, gpus, jobs_per_device, seed_offset = o.report, o.gpus, o.jobs_per_device, o.seed_offset
+    executor, slurm, wait, submitit_executor = o.executor, o.slurm, o.wait, o.submitit_executor
     _check_executor(executor)
     if executor == "slurm" and (gpus or jobs_per_device > 1):
         raise ConfigError("gpus / jobs_per_device place runs on this machine's devices (executor=local); with "
