@@ -13,11 +13,12 @@ from cifarlab import progress as progress_bar
 from cifarlab.data.batches import eval_batches
 from cifarlab.engine.device import autocast
 
-# Rows per model call tried on the CPU; the fastest serves the rest of the pass (RowTuner). Frozen EfficientNet-Lite0
-# at 128 px on a quiet 2-core CPU embedded 1.4-1.9x more images/s in calls of 32-64 rows than of 1024 (activations
-# that stay in cache), but small calls lost under oversubscription (every operator's thread barrier waits for a
-# descheduled thread), so the choice is timed rather than fixed: docs/results.md, "Frozen embedding on the CPU".
-CPU_ROWS = (32, 64, 128, 256)
+# Rows per model call tried on the CPU; the faster per image serves the rest of the pass (RowTuner). Frozen
+# EfficientNet-Lite0 at 128 px on a lightly loaded 2-core CPU embedded about 1.5x more images/s in calls of 32-64 rows
+# than of 1024 (activations that stay in cache), but small calls lost under 5x oversubscription (every operator's
+# thread barrier waits for a descheduled thread), so the choice is timed rather than fixed (docs/results.md,
+# "Frozen embedding on the CPU"). Two choices keep the trial short: 4 calls, 640 rows.
+CPU_ROWS = (64, 256)
 # rows per call when deterministic algorithms are on: a timed choice could change the outputs' last bits run to run
 CPU_ROWS_FIXED = 64
 
