@@ -17,6 +17,7 @@ Each variant runs ``--reps`` times, interleaved with the others (machine load hi
 median rate are printed. Weights are random (speed does not depend on them).
 
     python benchmarks/embed_rate.py [--resolutions 64,96,128,224] [--images 600] [--reps 2] [--threads 2]
+                                    [--rows 32,64,256]
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def main() -> None:
                                                             "between 250 and 1500)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rows", default="", help="also time cifarlab's embed at these fixed rows per call, e.g. "
+                                               "32,64,256 (the choices RowTuner has)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     LITE0 = create_model("efficientnet_lite0", weights="none").eval().to(memory_format=torch.channels_last)
@@ -109,6 +112,8 @@ def main() -> None:
             "cifarlab embed, whole 1024 batches (before)": lambda xs, r: cifarlab_pass(xs, r, 0, []),
             "cifarlab embed, timed row slices (now)": lambda xs, r, c=chosen: cifarlab_pass(xs, r, None, c),
         }
+        for rows in (int(r) for r in args.rows.split(",") if r):
+            variants[f"cifarlab embed, {rows} rows per call"] = lambda xs, r, k=rows: cifarlab_pass(xs, r, k, [])
         for fn in variants.values():  # first-call costs (oneDNN primitive creation) out of the timing
             fn(x[:16], res)
         chosen.clear()
