@@ -17,7 +17,7 @@ from cifarlab.engine.device import autocast
 # EfficientNet-Lite0 at 128 px on a lightly loaded 2-core CPU embedded about 1.5x more images/s in calls of 32-64 rows
 # than of 1024 (activations that stay in cache), but small calls lost under 5x oversubscription (every operator's
 # thread barrier waits for a descheduled thread), so the choice is timed rather than fixed (docs/results.md,
-# "Frozen embedding on the CPU"). Two choices keep the trial short: 4 calls, 640 rows.
+# "Frozen embedding on the CPU"). embed adds the whole batch as a third choice (it won at 64 px under load).
 CPU_ROWS = (64, 256)
 # rows per call when deterministic algorithms are on: a timed choice could change the outputs' last bits run to run
 CPU_ROWS_FIXED = 64
