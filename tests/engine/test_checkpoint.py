@@ -1,3 +1,6 @@
+import os
+import stat
+
 import pytest
 import torch
 
@@ -52,3 +55,17 @@ def test_second_process_on_the_same_run_dir_is_refused(tmp_path):
                 pass
     with RunDir(tmp_path / "run"):  # released on exit
         pass
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_written_files_follow_the_umask_like_a_plain_open(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        assert checkpoint.current_umask() == mask
+        checkpoint.save({"w": torch.ones(2)}, tmp_path / "ckpt.pt")
+        checkpoint.write_json(tmp_path / "summary.json", {"a": 1})
+        (tmp_path / "plain.txt").write_text("x")  # what the user's other tools would create
+    finally:
+        os.umask(old)
+    for name in ("ckpt.pt", "summary.json", "plain.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cifarlab.data import Augment
-from cifarlab.engine.embed import Padded, embed, padded_size
+from cifarlab.engine.embed import CPU_ROWS_FIXED, Padded, RowTuner, embed, padded_size
 from cifarlab.engine.loop import evaluate
 from cifarlab.objectives import Classification, Rotation
 
@@ -76,3 +76,46 @@ def test_padded_evaluation_gives_the_same_loss_and_accuracy(task_name):
     assert model.sizes == [16 * per, 16 * per, padded_size(5 * per)]  # one shape fewer
     assert padded["acc"] == pytest.approx(plain["acc"]) and padded["loss"] == pytest.approx(plain["loss"], rel=1e-5)
     assert not model.training  # evaluate restores the mode it found (eval here)
+
+
+def test_cpu_embedding_runs_in_timed_slices_with_the_same_outputs_and_whole_batches_for_batch_statistics():
+    model = _trained_stats(_Recorder(out=6))
+    x = torch.randint(0, 256, (700, 3, 8, 8), dtype=torch.uint8)
+    whole = embed(model, x, 1024, torch.device("cpu"), cpu_rows=0)
+    assert model.sizes == [700]
+    model.sizes.clear()
+    sliced = embed(model, x, 1024, torch.device("cpu"))
+    assert model.sizes == [64, 256, 380]  # the trial's first round (64, 256, the whole batch), cut at its end
+    assert sum(model.sizes) == 700 and torch.allclose(sliced, whole, atol=1e-5)
+    model.sizes.clear()
+    embed(model, x, 300, torch.device("cpu"), pad=False)  # batch statistics: the caller's batches reach fn whole
+    assert model.sizes == [300, 300, 100]
+
+
+def test_row_tuner_keeps_the_fastest_rows_per_image_timed_in_its_second_round():
+    tuner = RowTuner((32, 128))
+    per_row = {32: 1.0, 128: 0.5}  # seconds per row in the timed round: 128 rows per call is faster
+    for i in range(4):
+        rows = tuner.next()
+        first_round = i < 2
+        tuner.record(rows, rows, (100.0 if rows == 128 else 0.0) if first_round else per_row[rows] * rows)
+    assert tuner.best == 128 and tuner.next() == 128  # the first round (shape warm-up) did not count
+
+
+def test_deterministic_cpu_embedding_uses_fixed_slices(monkeypatch):
+    model = _trained_stats(_Recorder())
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    embed(model, torch.randint(0, 256, (150, 3, 8, 8), dtype=torch.uint8), 1024, torch.device("cpu"))
+    assert model.sizes == [CPU_ROWS_FIXED, CPU_ROWS_FIXED, 150 - 2 * CPU_ROWS_FIXED]
+
+
+@pytest.mark.parametrize("mode", ["on", "off"])
+def test_embedding_progress_line_on_stderr_only_when_on(capsys, mode):
+    model = _trained_stats(_Recorder())
+    embed(model, torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8), 16, torch.device("cpu"), progress=mode,
+          desc="embedding test")
+    err = capsys.readouterr().err
+    if mode == "on":
+        assert "embedding test" in err and "img/s" in err and "40" in err
+    else:
+        assert err == ""

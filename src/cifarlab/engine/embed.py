@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from cifarlab import progress as progress_bar
 from cifarlab.data.batches import eval_batches
 from cifarlab.engine.device import autocast
+
+# Rows per model call tried on the CPU; the faster per image serves the rest of the pass (RowTuner). Frozen
+# EfficientNet-Lite0 at 128 px on a lightly loaded 2-core CPU embedded about 1.5x more images/s in calls of 32-64 rows
+# than of 1024 (activations that stay in cache), but small calls lost under 5x oversubscription (every operator's
+# thread barrier waits for a descheduled thread), so the choice is timed rather than fixed (docs/results.md,
+# "Frozen embedding on the CPU"). embed adds the whole batch as a third choice (it won at 64 px under load).
+CPU_ROWS = (64, 256)
+# rows per call when deterministic algorithms are on: a timed choice could change the outputs' last bits run to run
+CPU_ROWS_FIXED = 64
 
 
 def pads(device: torch.device) -> bool:
@@ -46,20 +57,80 @@ class Padded:
         return tuple(o[:n] for o in out) if isinstance(out, tuple) else out[:n]
 
 
+class RowTuner:
+    """Picks the rows per model call of a CPU embedding pass by timing: each of ``choices`` runs twice, interleaved
+    (so a change in machine load hits them alike); the second call of each is timed (the first builds oneDNN's
+    kernels for that shape), and the one with the least seconds per row serves the rest of the pass. Every trial
+    call is real work whose output is kept."""
+
+    def __init__(self, choices: tuple[int, ...] = CPU_ROWS) -> None:
+        self.plan = list(choices) * 2
+        self.done = 0
+        self.seconds: dict[int, float] = {}
+        self.rows: dict[int, int] = {}
+        self.best: int | None = None
+
+    def next(self) -> int:
+        """Rows for the next call."""
+        return self.best if self.best is not None else self.plan[self.done]
+
+    def record(self, wanted: int, rows: int, seconds: float) -> None:
+        """A call that asked for ``wanted`` rows ran ``rows`` of them (fewer at a batch's end) in ``seconds``."""
+        if self.best is not None:
+            return
+        if self.done >= len(self.plan) // 2:  # the second round
+            self.seconds[wanted] = seconds
+            self.rows[wanted] = rows
+        self.done += 1
+        if self.done == len(self.plan):
+            self.best = min(self.seconds, key=lambda r: self.seconds[r] / max(self.rows[r], 1))
+
+
 @torch.no_grad()
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, device: torch.device,
-          amp: str = "auto", pad: bool | None = None) -> torch.Tensor:
+          amp: str = "auto", pad: bool | None = None, progress: str = "off", cpu_rows: int | None = None,
+          desc: str = "embedding") -> torch.Tensor:
     """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``.
 
-    ``pad`` (default: :func:`pads`, i.e. on CUDA): each batch goes through ``fn`` padded to :func:`padded_size`
-    rows. That assumes ``fn`` treats rows independently (eval mode); pass ``pad=False`` for a model normalising by
-    batch statistics."""
+    Args:
+        fn: uint8 batch -> (rows, ...) outputs; treats rows independently unless ``pad=False``.
+        x: (N, C, H, W) uint8 images.
+        batch_size: rows moved to ``device`` at a time.
+        amp: autocast mode (:func:`engine.device.autocast`).
+        pad: each batch goes through ``fn`` padded to :func:`padded_size` rows (default: :func:`pads`, i.e. on
+            CUDA). That assumes ``fn`` treats rows independently (eval mode); pass ``pad=False`` for a model
+            normalising by batch statistics: its batches then reach ``fn`` whole, on every device.
+        progress: ``on`` | ``off`` | ``auto``: a progress line on stderr with the images/s (``cifarlab.progress``).
+        cpu_rows: on the CPU, rows per call of ``fn`` (batches are cut into such slices; cache-sized calls are
+            faster there). Default: timed on the first slices (:class:`RowTuner`), or ``CPU_ROWS_FIXED`` when
+            deterministic algorithms are on. 0: whole batches.
+        desc: the progress line's label.
+    """
     call = Padded(fn) if (pad if pad is not None else pads(device)) else fn
+    sliced = device.type == "cpu" and pad is not False and cpu_rows != 0
+    # the whole batch is a choice too: at 64 px 256-row calls ran at 0.55x the whole batch's rate under load
+    choices = tuple(sorted({min(r, batch_size) for r in (*CPU_ROWS, batch_size)}))
+    tuner = RowTuner(choices) if sliced and cpu_rows is None and not torch.are_deterministic_algorithms_enabled() \
+        else None
+    fixed = cpu_rows or CPU_ROWS_FIXED
     out = []
-    for sl in eval_batches(len(x), batch_size):
-        xb = x[sl].to(device, non_blocking=True)
-        with autocast(device, amp):
-            out.append(call(xb).float())
+    with progress_bar.bar(len(x), desc, progress) as bar:
+        for sl in eval_batches(len(x), batch_size):
+            xb = x[sl].to(device, non_blocking=True)
+            with autocast(device, amp):
+                if not sliced:
+                    out.append(call(xb).float())
+                    bar.update(len(xb))
+                    continue
+                start = 0
+                while start < len(xb):
+                    rows = tuner.next() if tuner else fixed
+                    t0 = time.perf_counter()
+                    out.append(call(xb[start:start + rows]).float())
+                    if tuner:
+                        tuner.record(rows, len(out[-1]), time.perf_counter() - t0)
+                    start += rows
+                    bar.update(len(out[-1]))
     return torch.cat(out) if out else torch.zeros(0, device=device)
 
 

@@ -10,7 +10,17 @@ from torch import nn
 
 from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.models.backbone import CARDS, MODELS, PREFIXES, Backbone, DataConfig, ModelCard
-from cifarlab.models.weights import apply_state_dict, lite0_package_file, load_file, map_by_order
+from cifarlab.models.weights import (
+    apply_state_dict,
+    hf_cache_dir,
+    hf_cached_file,
+    hf_offline,
+    lite0_package_file,
+    load_file,
+    map_by_order,
+    torch_hub_file,
+    unreachable,
+)
 
 # The lite0 weights are a TensorFlow port: checked against the stem BatchNorm's running means (see
 # tests/models/test_weights.py), they expect TF-Lite's (x - 127) / 128 on 0..255 RGB, not ImageNet mean/std.
@@ -69,13 +79,7 @@ def timm_backbone(arch: str, num_classes: int = 0, weights: str = "default") -> 
         close = [m for m in timm.list_models() if arch.split("_")[0] in m][:8]
         raise ConfigError(f"unknown timm architecture {arch!r}; e.g. {', '.join(close) or 'see timm.list_models()'}")
     if weights == "default":
-        try:
-            net = timm.create_model(arch, pretrained=True)
-        except Exception as exc:  # timm raises hub, HTTP and OS errors of many types when offline
-            cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
-            where = cfg.get("hf_hub_id") or cfg.get("url") or "the Hugging Face hub"
-            raise CheckpointError(f"cannot fetch pretrained weights for timm:{arch} from {where} "
-                                  f"({type(exc).__name__}); download them and pass --weights FILE") from None
+        net = _pretrained(timm, arch)
     else:
         net = timm.create_model(arch, pretrained=False)
         if weights != "none":
@@ -88,6 +92,59 @@ def timm_backbone(arch: str, num_classes: int = 0, weights: str = "default") -> 
     model.weights_source = {"default": f"imagenet:timm {cfg.get('hf_hub_id') or arch}", "none": "none"}.get(
         weights, f"file:{weights}")
     return model
+
+
+def _pretrained_file(arch: str, hub_id: str, url: str) -> str | None:
+    """The local file of timm's pretrained weights for ``arch`` (the Hugging Face cache, else torch's hub folder),
+    or None when they must be downloaded and the network answers. Not cached and offline (``HF_HUB_OFFLINE=1``)
+    or unreachable: a :class:`CheckpointError` within seconds naming the file, the folder and the offline switch,
+    where huggingface_hub would retry for about 51 s."""
+    if hub_id:
+        # what timm's load_state_dict_from_hf asks the hub for, in its order
+        names = ("model.safetensors", "pytorch_model.bin")
+        cached = hf_cached_file(hub_id, names)
+        if cached:
+            return str(cached)
+        from huggingface_hub import constants
+
+        how = (f"on a connected machine run `hf download {hub_id.split('@')[0]} {names[0]}` and copy the hub cache "
+               f"folder {hf_cache_dir()} (HF_HOME/hub) here, or pass --weights FILE (a state dict)")
+        if hf_offline():
+            raise CheckpointError(f"timm:{arch}: its pretrained weights ({names[0]} of {hub_id} on the Hugging Face "
+                                  f"hub) are not in the hub cache {hf_cache_dir()}, and HF_HUB_OFFLINE=1 forbids "
+                                  f"downloading them; {how}")
+        reason = unreachable(constants.ENDPOINT)
+        if reason:
+            raise CheckpointError(f"cannot fetch the pretrained weights of timm:{arch} ({names[0]} of {hub_id}) from "
+                                  f"{constants.ENDPOINT}: {reason}. They are not in the hub cache {hf_cache_dir()}; "
+                                  f"{how}. Set HF_HUB_OFFLINE=1 to use only that cache without trying the network")
+        return None
+    if url:
+        target = torch_hub_file(url)
+        if target.is_file():
+            return str(target)
+        reason = unreachable(url)
+        if reason:
+            raise CheckpointError(f"cannot fetch the pretrained weights of timm:{arch} from {url}: {reason}; put that "
+                                  f"file at {target} (torch's hub folder, $TORCH_HOME/hub), or pass --weights FILE")
+        return None
+    raise CheckpointError(f"timm:{arch} has no pretrained weights in timm; pass --weights FILE or --weights none")
+
+
+def _pretrained(timm, arch: str) -> nn.Module:
+    """``timm.create_model(arch, pretrained=True)``, reading cached weights straight from their file (so an offline
+    machine never waits on the hub) and failing fast when they are neither cached nor reachable."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch)
+    hub_id, url = (cfg.hf_hub_id or "", cfg.url or "") if cfg else ("", "")
+    local = _pretrained_file(arch, hub_id, url)
+    try:
+        return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": local} if local else None)
+    except Exception as exc:  # timm raises hub, HTTP and OS errors of many types
+        raise CheckpointError(f"cannot load the pretrained weights of timm:{arch} from {local or hub_id or url} "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                              "download them and pass --weights FILE") from None
 
 
 @MODELS.register()

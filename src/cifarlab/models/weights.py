@@ -6,13 +6,23 @@ run code) is refused. Key mismatches are errors that list the keys, never a sile
 
 from __future__ import annotations
 
+import os
 import pickle
+import socket
+import threading
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from cifarlab.errors import CheckpointError
+
+# How long a weight download may take to open its first connection before cifarlab calls the network unreachable.
+# The libraries themselves wait far longer: huggingface_hub retries five times with back-off (about 51 s), urllib
+# waits for the kernel's TCP timeout (minutes) when packets are dropped.
+CONNECT_TIMEOUT_S = 3.0
 
 
 def load_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -66,18 +76,85 @@ def apply_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: 
     module.load_state_dict({k: v for k, v in state.items()}, strict=False)
 
 
+def unreachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """Why ``url`` cannot be fetched now, or None when a TCP connection opens within ``timeout`` seconds.
+
+    Connects to the proxy the environment names for the URL's scheme (``HTTPS_PROXY``, ``ALL_PROXY``, ...; as
+    urllib, requests and httpx read them) or else to the URL's host. Name resolution and connecting run in a
+    daemon thread, so a resolver that hangs cannot hold the caller past ``timeout`` either."""
+    parts = urllib.parse.urlsplit(url)
+    host, port, via = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80), ""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(host):
+        p = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port, via = p.hostname or "", p.port or (443 if p.scheme == "https" else 80), f" (the proxy {proxy})"
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(f"cannot connect to {host}:{port}{via}: {type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=connect, name="cifarlab-connect-check", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return outcome[0] if outcome else f"no connection to {host}:{port}{via} within {timeout:g} s"
+
+
+def torch_hub_file(url: str) -> Path:
+    """Where torch's hub keeps the download of ``url``: ``$TORCH_HOME/hub/checkpoints/<file name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
 def torchvision_state_dict(arch: str) -> tuple[dict[str, torch.Tensor], object]:
-    """The DEFAULT ImageNet weights of a torchvision architecture (downloaded once into torch's hub cache)."""
+    """The DEFAULT ImageNet weights of a torchvision architecture (downloaded once into torch's hub cache).
+
+    Not cached and the network unreachable: fails within :data:`CONNECT_TIMEOUT_S` naming the URL and the file
+    to put it in, instead of waiting for urllib's connection to time out."""
     from torchvision.models import get_model_weights
 
     enum = get_model_weights(arch).DEFAULT
+    target = torch_hub_file(enum.url)
     try:
+        if not target.is_file():
+            reason = unreachable(enum.url)
+            if reason:
+                raise OSError(reason)
         return enum.get_state_dict(progress=False, check_hash=True), enum
     except (OSError, RuntimeError) as exc:  # URLError is an OSError
-        fname = enum.url.rsplit("/", 1)[-1]
-        target = Path(torch.hub.get_dir()) / "checkpoints" / fname
         raise CheckpointError(f"cannot download the ImageNet weights for {arch} ({type(exc).__name__}); fetch "
-                              f"{enum.url} and put it at {target}, or pass --weights FILE") from None
+                              f"{enum.url} and put it at {target} (torch's hub folder is $TORCH_HOME/hub, now "
+                              f"{torch.hub.get_dir()}), or pass --weights FILE [{str(exc)[:200]}]") from None
+
+
+def hf_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` is on: huggingface_hub's switch to use only its local cache (read from the
+    environment now, as well as huggingface_hub's value fixed at its import)."""
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hf_cached_file(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
+    """The first of ``filenames`` of the Hugging Face repo ``repo_id`` (``owner/name[@revision]``) found in the
+    local hub cache, without touching the network; None when none is cached."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, _, revision = repo_id.partition("@")
+    for name in filenames:
+        found = try_to_load_from_cache(repo, name, revision=revision or None)
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
 
 
 def lite0_package_file() -> Path:
