@@ -102,7 +102,10 @@ def warmup_steps(spec: Any, steps_per_epoch: int) -> int:
 
 
 def progress_enabled(mode: str) -> bool:
-    return mode == "on" or (mode == "auto" and sys.stderr.isatty())
+    """The package's one rule (:func:`cifarlab.progress.enabled`)."""
+    from cifarlab.progress import enabled
+
+    return enabled(mode)
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,9 @@ def finish_classifier(ctx: RunContext, features_fn: Fn, head_fn: Fn, result: Fit
         test_features: precomputed test embeddings (cached linear probes) instead of ``features_fn``.
     """
     cfg, loaded = ctx.cfg, ctx.loaded
-    feats = test_features if test_features is not None else embed(features_fn, loaded.test_x, cfg.eval_batch_size,
-                                                                   ctx.device, ctx.resolved.amp)
+    feats = test_features if test_features is not None else embed(
+        features_fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, progress=ctx.resolved.progress,
+        desc="test evaluation")
     check_finite(feats, "test embeddings")
     logits = logits_of(head_fn, feats)
     preds = logits.argmax(1)
@@ -100,7 +101,7 @@ def save_predictions(ctx: RunContext, labels: torch.Tensor, preds: torch.Tensor,
                      logits=logits.cpu().numpy().astype(np.float32), classes=np.array(ctx.loaded.data.classes),
                      embed_idx=keep.numpy(), embeddings=feats[keep.to(feats.device)].cpu().numpy().astype(np.float16),
                      mis_idx=mis.cpu().numpy(), mis_conf=conf[mis].cpu().numpy(),
-                     mis_images=ctx.loaded.test_x[mis].permute(0, 2, 3, 1).cpu().numpy())
+                     mis_images=ctx.loaded.test_x[mis.to(ctx.loaded.test_x.device)].permute(0, 2, 3, 1).cpu().numpy())
 
 
 @torch.no_grad()
@@ -108,7 +109,8 @@ def test_time_augmented_logits(features_fn: Fn, head_fn: Fn, x: torch.Tensor, ct
     """Mean logits over the TTA views of ``x`` (uint8 on the device): (M, K)."""
     total = None
     for view in TTA_VIEWS:
-        feats = embed(features_fn, tta_view(x, view), ctx.cfg.eval_batch_size, x.device, ctx.resolved.amp)
+        feats = embed(features_fn, tta_view(x, view), ctx.cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
+                      progress=ctx.resolved.progress, desc=f"test-time augmentation {view}")
         logits = logits_of(head_fn, feats)
         total = logits if total is None else total + logits
     return total / len(TTA_VIEWS)

@@ -80,9 +80,12 @@ def embed_split(ctx: RunContext, fn: Callable[[torch.Tensor], torch.Tensor], wit
     test images. ``pad``: as in ``engine.embed.embed`` (``False`` where ``fn`` normalises by batch statistics)."""
     loaded, cfg = ctx.loaded, ctx.cfg
     used = torch.cat([loaded.train.train_idx, loaded.train.val_idx]).sort().values
-    train = embed(fn, loaded.train.x[used], cfg.eval_batch_size, ctx.device, ctx.resolved.amp, pad=pad)
+    show = ctx.resolved.progress
+    train = embed(fn, loaded.train.x[used.to(loaded.train.x.device)], cfg.eval_batch_size, ctx.device,
+                  ctx.resolved.amp, pad=pad, progress=show, desc="embedding train/val")
     check_finite(train, "train/validation embeddings")
-    test = embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, pad=pad) if with_test else None
+    test = embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, pad=pad, progress=show,
+                 desc="embedding test") if with_test else None
     if test is not None:
         check_finite(test, "test embeddings")
     return Embedded(used, train, test)

@@ -39,11 +39,12 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
                                cfg.nesterov)
     result = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()
-    test = evaluate(fwd, task, loaded.test_x, loaded.test_y, cfg.eval_batch_size, ctx.resolved.amp)
+    test = evaluate(fwd, task, loaded.test_x, loaded.test_y, cfg.eval_batch_size, ctx.resolved.amp, device=ctx.device)
     # embeddings of a test subset for the report's t-SNE (labels are read here, after training, for colouring)
     keep = stratified_sample(loaded.test_y.cpu(), cfg.embed_samples, seed=cfg.seed)
-    feats = embed(lambda x: model.forward_features(augment.eval(x)), loaded.test_x[keep.to(ctx.device)],
-                  cfg.eval_batch_size, ctx.device, ctx.resolved.amp)
+    feats = embed(lambda x: model.forward_features(augment.eval(x)), loaded.test_x[keep.to(loaded.test_x.device)],
+                  cfg.eval_batch_size, ctx.device, ctx.resolved.amp, progress=ctx.resolved.progress,
+                  desc="test embeddings")
     check_finite(feats, "test embeddings")
     ctx.run.save_npz("predictions.npz", labels=loaded.test_y.cpu().numpy(), classes=np.array(loaded.data.classes),
                      embed_idx=keep.numpy(), embeddings=feats.cpu().numpy().astype(np.float16))

@@ -79,7 +79,7 @@ def run(ctx: RunContext, backbone: Backbone) -> dict[str, Any]:
     model.eval()
     if cfg.recipe == "supcon_ce":  # the baseline's own classifier, for reference
         with torch.no_grad():
-            logits = torch.cat([backbone(views.eval(loaded.test_x[i:i + 1024]))
+            logits = torch.cat([backbone(views.eval(loaded.test_x[i:i + 1024].to(ctx.device)))
                                 for i in range(0, len(loaded.test_x), 1024)])
         extra["ce_test_acc"] = (logits.argmax(1) == loaded.test_y).float().mean().item()
 

@@ -156,10 +156,13 @@ def cached_features(model: Backbone, ctx: RunContext, augment: Augment) -> tuple
     fn = both_flips if flip else features
     used = used.to(ctx.device)
     t0 = time.perf_counter()
-    train = embed(fn, loaded.train.x[used], cfg.eval_batch_size, ctx.device, ctx.resolved.amp)
+    show = ctx.resolved.progress
+    train = embed(fn, loaded.train.x[used.to(loaded.train.x.device)], cfg.eval_batch_size, ctx.device,
+                  ctx.resolved.amp, progress=show, desc=f"embedding train/val @{augment.resolution}px")
     synchronize(ctx.device)
     t1 = time.perf_counter()
-    emb = Embedded(used, train, embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp))
+    emb = Embedded(used, train, embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
+                                      progress=show, desc=f"embedding test @{augment.resolution}px"))
     synchronize(ctx.device)
     seconds = {"train": t1 - t0, "test": time.perf_counter() - t1}
     checkpoint.save({"used": emb.used.cpu(), "train": emb.train.cpu(), "test": emb.test.cpu(), "seconds": seconds},
