@@ -5,28 +5,14 @@ import json
 
 import pytest
 import torch
+from mini_study import HEADER
 
 from cifarlab.engine import checkpoint
 from cifarlab.errors import CifarlabError
 from cifarlab.recipes import executors
 from cifarlab.recipes.study import run_study
 
-STUDY = """
-[study]
-name = "mini"
-
-[defaults]
-dataset = "synthetic:4:30:10"
-model = "cnn_small"
-image_size = 16
-epochs = 1
-batch_size = 16
-lr = 0.05
-progress = "off"
-embed_samples = 20
-device = "cpu"
-num_threads = 1
-
+STUDY = HEADER + """
 [[runs]]
 recipe = "rotation"
 name = "rot-s{seed}"

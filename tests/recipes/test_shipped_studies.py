@@ -179,7 +179,11 @@ def test_a_course_study_sets_both_arms_and_names_its_references(study):
     assert "course recipe" in arms
     if study.stem != "rotnet-extra":  # the extra credit's cifarlab arm is configs/studies/lowlabel.toml
         assert "cifarlab defaults" in arms
+    from cifarlab.analysis.references import load
+
+    known = load()
     for p in planned:
         if p.keys.get("reference"):
             assert p.keys.get("arm") == "course recipe", p.name
+            assert p.keys["reference"] in known, (p.name, p.keys["reference"])  # the report would refuse it
     assert len(meta.get("note", "")) > 200  # the departures from the document are stated

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from mini_study import HEADER
 
 from cifarlab import api
 from cifarlab.errors import CifarlabError, ConfigError
@@ -18,22 +19,7 @@ from cifarlab.recipes.study import run_study
 
 submitit = pytest.importorskip("submitit")
 
-STUDY = """
-[study]
-name = "mini"
-
-[defaults]
-dataset = "synthetic:4:30:10"
-model = "cnn_small"
-image_size = 16
-epochs = 1
-batch_size = 16
-lr = 0.05
-progress = "off"
-embed_samples = 20
-device = "cpu"
-num_threads = 1
-
+STUDY = HEADER + """
 [slurm]
 gpus_per_job = 0
 cpus_per_job = 1

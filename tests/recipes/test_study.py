@@ -1,25 +1,13 @@
 import json
 
 import pytest
+from mini_study import HEADER
 
 from cifarlab import api
 from cifarlab.errors import ConfigError
 from cifarlab.recipes.study import load_study
 
-STUDY = """
-[study]
-name = "mini"
-
-[defaults]
-dataset = "synthetic:4:30:10"
-model = "cnn_small"
-image_size = 16
-epochs = 1
-batch_size = 16
-lr = 0.05
-progress = "off"
-embed_samples = 20
-
+STUDY = HEADER + """
 [[runs]]
 recipe = "rotation"
 name = "rot-s{seed}"

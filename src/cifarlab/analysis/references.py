@@ -117,8 +117,8 @@ def _named(arm: Arm, refs: dict[str, Reference]) -> list[str]:
     ids: list[str] = []
     for r in arm.runs:
         value = r.key("reference")
-        for ref_id in [value] if isinstance(value, str) else (value or []):
-            if ref_id not in refs:
+        for ref_id in ([value] if value else []) if isinstance(value, str) else (value or []):
+            if ref_id not in refs:  # '' (the key's default) names none
                 raise CifarlabError(f"{r.path / 'config.json'}: config key reference = {ref_id!r} is not a known "
                                     f"reference; choose from: {', '.join(sorted(refs))}")
             if ref_id not in ids:
