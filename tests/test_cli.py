@@ -31,3 +31,50 @@ def test_a_normal_run_and_its_report_print_no_warning(tmp_path, capsys):
 
     keys = json.loads((tmp_path / "sx" / "config.json").read_text())["config"]
     assert (keys["preset"], keys["ema"], keys["epochs"]) == ("fast", 0.99, 2)  # the flag's preset; --epochs wins
+
+
+def test_a_closed_pipe_does_not_kill_the_run(tmp_path):
+    """`cifarlab train ... 2>&1 | head -c 1`: the reader goes away at once; the run still trains to the end and
+    completes, its output to the closed pipe dropped."""
+    import json
+
+    cmd = [sys.executable, "-m", "cifarlab.cli", "train", "--recipe", "scratch", "--dataset", "synthetic:4:20:10",
+           "--model", "cnn_small", "--image-size", "16", "--epochs", "3", "--out", str(tmp_path), "--name", "piped",
+           "--progress", "on"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.read(1)
+    proc.stdout.close()  # the pipe's reader is gone: every later write hits a closed pipe
+    assert proc.wait(timeout=300) == 0
+    s = json.loads((tmp_path / "piped" / "summary.json").read_text())
+    assert s["status"] == "complete" and s["epochs"] == 3
+
+
+def test_a_mistyped_key_gets_the_closest_keys_first():
+    import pytest
+
+    from cifarlab import api
+    from cifarlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown config key 'batchsize'; did you mean: batch_size"):
+        api.make_config("scratch", sets=["batchsize=64"])
+    with pytest.raises(ConfigError, match=r"'head_init' is a key of recipe finetune, linear, partial|head_init is a "
+                                          r"key of recipe finetune, linear, partial"):
+        api.make_config("scratch", overrides={"head_init": "random"})
+
+
+def test_every_train_flag_has_the_help_text_of_its_config_field():
+    from cifarlab import api, config
+
+    text = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--help"], capture_output=True, text=True,
+                          timeout=120).stdout
+    flat = " ".join(text.split())
+    for cls in {api.config_class(r) for r in api.recipe_names()}:
+        import dataclasses
+
+        for f in dataclasses.fields(cls):
+            if f.name == "recipe":
+                continue
+            assert f"--{f.name.replace('_', '-')}" in text, f.name
+            first_words = " ".join(f.metadata["help"].split()[:4]).replace("%", "%%").replace("%%", "%")
+            assert first_words in flat, (f.name, first_words)
+    assert config.allowed(config.RunConfig.__dataclass_fields__["optimizer"].metadata) in flat

@@ -19,7 +19,7 @@ def _load():
 def test_mean_and_spread_over_the_timed_seeds_only(tmp_path, capsys):
     out = tmp_path / "runs"
     rc = _load().main(["--dataset", "synthetic:10:60:30", "--out", str(out), "--seeds", "0,1", "--label", "t",
-                       "--target", "0.0", "--set", "model=cnn_small", "--set", "epochs=1", "--set", "image_size=16",
+                       "--target", "0.999", "--set", "model=cnn_small", "--set", "epochs=1", "--set", "image_size=16",
                        "--set", "embed_samples=0"])
     assert rc == 0
     result = json.loads((out / "time_to_accuracy-t.json").read_text())
@@ -31,5 +31,6 @@ def test_mean_and_spread_over_the_timed_seeds_only(tmp_path, capsys):
     assert result["test_acc_mean"] == statistics.fmean(accs)
     assert result["test_acc_sd"] == statistics.stdev(accs)
     assert result["train_time_s_mean"] == statistics.fmean(secs)
-    assert result["seeds_at_target"] == 2
+    # counted against the target (a 1-epoch run is all but never at 99.9%), not every seed that completed
+    assert result["target"] == 0.999 and result["seeds_at_target"] == sum(a >= 0.999 for a in accs)
     assert "2 seeds, 1 epoch, batch" in capsys.readouterr().out

@@ -45,3 +45,23 @@ def test_padded_evaluation_changes_no_result(tmp_path, monkeypatch, recipe):
     for key in FIGURES[recipe]:
         # one image's prediction may flip on a near-tie (a batch's size can change the last bits of a convolution)
         assert padded[key] == pytest.approx(plain[key], abs=0.026), key
+
+
+def test_the_lp_ft_probe_on_batch_statistics_is_never_padded(tmp_path, monkeypatch):
+    """From random init the LP-FT probe embeds with every BatchNorm on batch statistics: padding rows would change
+    those statistics, so its embedding passes ``pad=False`` even where evaluation pads (forced on here)."""
+    import cifarlab.recipes.linear_eval as linear_eval
+
+    seen = []
+    real = linear_eval.embed
+
+    def recording(fn, x, *args, **kwargs):
+        seen.append(kwargs.get("pad"))
+        return real(fn, x, *args, **kwargs)
+
+    monkeypatch.setattr(embedding, "pads", lambda device: True)
+    monkeypatch.setattr(linear_eval, "embed", recording)
+    over = {**BASE, **RECIPES["finetune"], "out": str(tmp_path / "runs"), "epochs": 1}
+    s = api.train(api.make_config("finetune", overrides=over)).summary
+    assert s["norm_stats"] == "train" and s["head_init"] == "probe"
+    assert seen and all(p is False for p in seen), seen
