@@ -68,13 +68,14 @@ def test_every_train_flag_has_the_help_text_of_its_config_field():
     text = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--help"], capture_output=True, text=True,
                           timeout=120).stdout
     flat = " ".join(text.split())
-    for cls in {api.config_class(r) for r in api.recipe_names()}:
-        import dataclasses
+    import dataclasses
 
+    helps: dict[str, list[str]] = {}  # a key's help per recipe class (a recipe may restate it for itself)
+    for cls in {api.config_class(r) for r in api.recipe_names()}:
         for f in dataclasses.fields(cls):
-            if f.name == "recipe":
-                continue
-            assert f"--{f.name.replace('_', '-')}" in text, f.name
-            first_words = " ".join(f.metadata["help"].split()[:4]).replace("%", "%%").replace("%%", "%")
-            assert first_words in flat, (f.name, first_words)
+            if f.name != "recipe":
+                helps.setdefault(f.name, []).append(" ".join(f.metadata["help"].split()[:4]))
+    for key, firsts in helps.items():
+        assert f"--{key.replace('_', '-')}" in text, key
+        assert any(words in flat for words in firsts), (key, firsts)
     assert config.allowed(config.RunConfig.__dataclass_fields__["optimizer"].metadata) in flat
