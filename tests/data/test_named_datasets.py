@@ -1,8 +1,8 @@
 """ImageNette, STL-10 and folders with val/ or unlabeled/ trained end to end: rotation pretraining, then last-block
 (partial) and full (finetune) fine-tuning from it, on fakes in each distributed layout.
 
-The tests marked ``needs the lead's wiring`` describe what the recipes do once they read ``ImageData.notes``,
-``unlabeled_x`` and :func:`cifarlab.data.placement.fits`; they are skipped on the data branch.
+The last ones check what the recipes do with ``ImageData.notes`` (logged and recorded in config.json),
+``unlabeled_x`` (label-free recipes train on it) and :func:`cifarlab.data.placement.fits` (the host fallback).
 """
 
 import json
@@ -17,7 +17,6 @@ from cifarlab import api
 
 from tests.data.fakes import NAMES, md5, write_imagenette, write_stl10
 
-WIRING = pytest.mark.skip(reason="needs the lead's wiring")
 BASE = {"model": "cnn_small", "epochs": 1, "batch_size": 8, "lr": 0.05, "embed_samples": 9, "progress": "off",
         "tta": "off"}
 
@@ -99,7 +98,6 @@ def test_stl10_trains_through_rotation_partial_and_finetune(stl10_root, tmp_path
     assert ds["num_train_total"] == 24 and ds["num_test"] == 12 and ds["image_size"] == 48
 
 
-@WIRING
 def test_stl10_rotation_pretrains_on_the_unlabelled_images_too(stl10_root, tmp_path):
     runs = _pretrain_and_finetune("stl10", stl10_root, tmp_path / "runs", pretrain_dataset="stl10+unlabeled")
     split = _config(runs["rotation"])["split"]
@@ -107,7 +105,6 @@ def test_stl10_rotation_pretrains_on_the_unlabelled_images_too(stl10_root, tmp_p
     assert _config(runs["finetune"])["split"]["num_train"] + _config(runs["finetune"])["split"]["num_val"] == 24
 
 
-@WIRING
 def test_folder_unlabeled_images_join_the_rotation_pool(tmp_path):
     from PIL import Image
 
@@ -120,7 +117,6 @@ def test_folder_unlabeled_images_join_the_rotation_pool(tmp_path):
     assert split["num_train"] + split["num_val"] == 8 + 10
 
 
-@WIRING
 def test_the_resize_line_is_in_the_log(imagenette_root, tmp_path, capfd):
     rot = _train("rotation", tmp_path / "runs", dataset="imagenette", data_root=str(imagenette_root), name="r")
     err = capfd.readouterr().err
@@ -129,7 +125,6 @@ def test_the_resize_line_is_in_the_log(imagenette_root, tmp_path, capfd):
     assert line in json.dumps(_config(rot))  # the run directory says it too
 
 
-@WIRING
 def test_a_dataset_too_large_for_the_device_falls_back_to_the_host(tmp_path, capfd, monkeypatch):
     import cifarlab.data.placement as placement
 
