@@ -10,7 +10,6 @@ import html
 import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from cifarlab.analysis.perrun import EMBEDDINGS, Figure, analyse_all
 from cifarlab.analysis.runs import find_runs
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
+from cifarlab.progress import enabled
 
 FORMATS = ("html", "md")
 PROGRESS = ("auto", "on", "off")
@@ -43,11 +43,6 @@ def check_options(fmt: str, embedding: str, progress: str) -> None:
     if embedding == "umap" and importlib.util.find_spec("umap") is None:
         raise CifarlabError(f"--embedding umap needs umap-learn, which is not installed: {UMAP_INSTALL} "
                             "(or use --embedding tsne)")
-
-
-def progress_enabled(mode: str) -> bool:
-    """on, off, or auto: only when stderr is a terminal (so never in tests or logs)."""
-    return mode == "on" or (mode == "auto" and sys.stderr.isatty())
 
 
 def findings_path(out: str | Path) -> Path:
@@ -82,7 +77,7 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     def draw_questions() -> None:  # while the per-run analyses are drawn in worker processes
         charts.update({f.key: finding_charts(f, runs) for f in answers}, overview=overview_figures(runs, origins))
 
-    analyses = analyse_all(runs, embedding, workers, meanwhile=draw_questions, progress=progress_enabled(progress))
+    analyses = analyse_all(runs, embedding, workers, meanwhile=draw_questions, progress=enabled(progress))
     study_file = Path(root) / "study.json"
     study = read_json(study_file) if study_file.is_file() else {}
     title = title or (f"cifarlab study: {study['name']}" if study.get("name") else

@@ -21,6 +21,7 @@ from cifarlab.engine import embed as embedding
 from cifarlab.engine.device import autocast, synchronize
 from cifarlab.engine.optim import lr_factor, peak_lr, set_lr
 from cifarlab.errors import CifarlabError, ConfigError, TrainingDiverged
+from cifarlab.progress import enabled as progress_enabled
 
 
 class Task(Protocol):
@@ -99,13 +100,6 @@ def warmup_steps(spec: Any, steps_per_epoch: int) -> int:
         return 0
     steps = round(spec.warmup_epochs * steps_per_epoch)
     return steps if spec.lr > 0 else max(steps, spec.warmup_min_steps)  # an explicit lr is used as given
-
-
-def progress_enabled(mode: str) -> bool:
-    """The package's one rule (:func:`cifarlab.progress.enabled`)."""
-    from cifarlab.progress import enabled
-
-    return enabled(mode)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import torch
 from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, placement
 from cifarlab.data.augment import TTA_VIEWS, size_rule
+from cifarlab.data.sources import default_root
 from cifarlab.engine import distributed, provenance
 from cifarlab.engine.device import (
     device_name,
@@ -33,9 +34,10 @@ from cifarlab.engine.device import (
     start_warm_up,
 )
 from cifarlab.engine.fit import FitSpec
-from cifarlab.engine.loop import FitData, StepPlan, progress_enabled
+from cifarlab.engine.loop import FitData, StepPlan
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import Backbone
+from cifarlab.progress import enabled as progress_enabled
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,7 @@ def write_config(cfg: RunConfig, run: RunDir, loaded: Loaded, resolved: Resolved
     given = to_dict(cfg)
     effective = {**given, **{k: v for k, v in dataclasses.asdict(resolved).items() if k in given},
                  "lr": resolved.lr, "batch_size": resolved.batch_size,
-                 "image_size": data.image_size, "data_root": cfg.data_root or str(_default_root())}
+                 "image_size": data.image_size, "data_root": cfg.data_root or str(default_root())}
     run.write_config({
         "config": given, "resolved": {**effective, **dataclasses.asdict(resolved)},
         "versions": provenance.versions(), "git_commit": provenance.git_commit(),
@@ -257,9 +259,3 @@ def write_config(cfg: RunConfig, run: RunDir, loaded: Loaded, resolved: Resolved
         "normalisation_data": {"mean": loaded.mean, "std": loaded.std},
         "protocol": "model selection on the validation split carved from train; test evaluated once at the end",
     })
-
-
-def _default_root():
-    from cifarlab.data.sources import default_root
-
-    return default_root()
