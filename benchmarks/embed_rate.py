@@ -3,18 +3,20 @@ by side in one process, on the same images, at each resolution the presets use.
 
 The plain loop is what an independent script does (``../shared/anchors/lite0_probe_plain.py``): timm's
 ``efficientnet_lite0`` at ``num_classes=0``, batches of 250, ``F.interpolate`` bilinear, fp32, NCHW. It uses only
-torch and timm. The levers between it and cifarlab are timed one by one:
+torch and timm. The levers between it and cifarlab are timed one by one, in two phases of one process:
 
-- ``plain tf_ NCHW``: the same loop on ``tf_efficientnet_lite0``, cifarlab's architecture (TF "same" padding, which
-  the TF-ported weights need: 5 stride-2 convolutions pad their input asymmetrically first);
-- ``plain tf_ channels_last``: that, in channels_last (what ``engine.device.inference_format`` picks on the CPU);
-- ``cifarlab, whole batches``: cifarlab's path (``create_model`` -> ``Augment.eval`` -> ``forward_features``,
-  channels_last, ``eval_batch_size`` 1024 per call), as it ran before calls were sliced (``cpu_rows=0``);
-- ``cifarlab``: cifarlab's path as the linear recipe runs it now (``embed`` cuts each 1024-image batch into calls of
-  the rows it times fastest, :class:`cifarlab.engine.embed.RowTuner`; its trial slices are inside the timing).
+1. glibc's own allocator (what a plain script runs with): the plain loop; the same loop on ``tf_efficientnet_lite0``
+   (cifarlab's architecture: TF "same" padding, which the TF-ported weights need) in NCHW and in channels_last (what
+   ``engine.device.inference_format`` picks on the CPU); cifarlab's embedding (``create_model`` ->
+   ``Augment.eval`` -> ``forward_features``, ``embed`` cutting each 1024-image batch into calls of the rows
+   :class:`cifarlab.engine.embed.RowTuner` times fastest, its trial inside the timing);
+2. after :func:`cifarlab.engine.device.retain_freed_memory`, which every CPU run sets by default
+   (``cpu_allocator=auto``) and which cannot be undone in a process: the channels_last plain loop again, cifarlab
+   in whole 1024-image batches, and cifarlab as it runs.
 
-Each variant runs ``--reps`` times, interleaved with the others (machine load hits them alike); the best and the
-median rate are printed. Weights are random (speed does not depend on them).
+``--rows`` adds cifarlab at fixed rows per call in both phases. "vs plain" is each median against the first
+phase's plain loop at that resolution. Each variant runs ``--reps`` times, interleaved with the others of its phase
+(machine load hits them alike). Weights are random (speed does not depend on them).
 
     python benchmarks/embed_rate.py [--resolutions 64,96,128,224] [--images 600] [--reps 2] [--threads 2]
                                     [--rows 32,64,256]
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifarlab.data import Augment  # noqa: E402
-from cifarlab.engine.device import inference_format  # noqa: E402
+from cifarlab.engine.device import inference_format, retain_freed_memory  # noqa: E402
 from cifarlab.engine.embed import RowTuner, embed  # noqa: E402
 from cifarlab.models import create_model  # noqa: E402
 from cifarlab.models.timm_models import LITE0_MEAN, LITE0_STD  # noqa: E402
@@ -100,35 +102,54 @@ def main() -> None:
         print(f"load average at start: {' '.join(f'{v:.1f}' for v in __import__('os').getloadavg())}")
     except OSError:
         pass
-    print(f"{'res':>4} {'images':>6}  {'variant':<44} {'best img/s':>10} {'median':>8} {'vs plain':>8}")
-    for res in (int(r) for r in args.resolutions.split(",")):
-        n = int(min(1500, max(250, args.images * (128 / res) ** 2)))
-        x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=gen)  # the same images for all
-        chosen: list[int] = []
-        variants = {
-            "plain loop: timm efficientnet_lite0, NCHW, b250": lambda xs, r: plain_loop(plain, xs, r, nchw),
-            "plain loop on tf_efficientnet_lite0, NCHW": lambda xs, r: plain_loop(plain_tf, xs, r, nchw),
-            "plain loop on tf_efficientnet_lite0, chan_last": lambda xs, r: plain_loop(plain_tf_cl, xs, r, cl),
-            "cifarlab embed, whole 1024 batches (before)": lambda xs, r: cifarlab_pass(xs, r, 0, []),
-            "cifarlab embed, timed row slices (now)": lambda xs, r, c=chosen: cifarlab_pass(xs, r, None, c),
-        }
-        for rows in (int(r) for r in args.rows.split(",") if r):
-            variants[f"cifarlab embed, {rows} rows per call"] = lambda xs, r, k=rows: cifarlab_pass(xs, r, k, [])
-        for fn in variants.values():  # first-call costs (oneDNN primitive creation) out of the timing
-            fn(x[:16], res)
-        chosen.clear()
-        rates: dict[str, list[float]] = {k: [] for k in variants}
-        for _ in range(args.reps):
-            for name, fn in variants.items():
-                t0 = time.perf_counter()
-                fn(x, res)
-                rates[name].append(n / (time.perf_counter() - t0))
-        base = statistics.median(rates[next(iter(variants))])
-        for name, r in rates.items():
-            print(f"{res:>4} {n:>6}  {name:<44} {max(r):>10.1f} {statistics.median(r):>8.1f} "
-                  f"{statistics.median(r) / base:>7.2f}x", flush=True)
-        print(f"{res:>4}        cifarlab's timed rows per call: {chosen}", flush=True)
-
+    print(f"{'res':>4} {'images':>6}  {'allocator':<9} {'variant':<46} {'best img/s':>10} {'median':>8} "
+          f"{'vs plain':>8}")
+    resolutions = [int(r) for r in args.resolutions.split(",")]
+    images = {res: torch.randint(0, 256, (int(min(1500, max(250, args.images * (128 / res) ** 2))), 3, 32, 32),
+                                 dtype=torch.uint8, generator=gen) for res in resolutions}  # the same for all
+    base: dict[int, float] = {}
+    # glibc's own allocator first (what a plain script runs with), then cifarlab's CPU setting: it is process-wide
+    # and cannot be undone, so the phases follow each other in this process (its figures are ratios to the first
+    # phase's plain loop at the same resolution)
+    for phase in ("default", "retain"):
+        if phase == "retain":
+            retain_freed_memory()
+        for res in resolutions:
+            x = images[res]
+            n = len(x)
+            chosen: list[int] = []
+            if phase == "default":
+                variants = {
+                    "plain loop: timm efficientnet_lite0, NCHW, b250": lambda xs, r: plain_loop(plain, xs, r, nchw),
+                    "plain loop on tf_efficientnet_lite0, NCHW": lambda xs, r: plain_loop(plain_tf, xs, r, nchw),
+                    "plain loop on tf_efficientnet_lite0, chan_last":
+                        lambda xs, r: plain_loop(plain_tf_cl, xs, r, cl),
+                    "cifarlab embed, timed row slices": lambda xs, r, c=chosen: cifarlab_pass(xs, r, None, c),
+                }
+            else:
+                variants = {
+                    "plain loop on tf_efficientnet_lite0, chan_last":
+                        lambda xs, r: plain_loop(plain_tf_cl, xs, r, cl),
+                    "cifarlab embed, whole 1024 batches": lambda xs, r: cifarlab_pass(xs, r, 0, []),
+                    "cifarlab embed, timed row slices (as it runs)":
+                        lambda xs, r, c=chosen: cifarlab_pass(xs, r, None, c),
+                }
+            for rows in (int(r) for r in args.rows.split(",") if r):
+                variants[f"cifarlab embed, {rows} rows per call"] = lambda xs, r, k=rows: cifarlab_pass(xs, r, k, [])
+            for fn in variants.values():  # first-call costs (oneDNN primitive creation) out of the timing
+                fn(x[:16], res)
+            chosen.clear()
+            rates: dict[str, list[float]] = {k: [] for k in variants}
+            for _ in range(args.reps):
+                for name, fn in variants.items():
+                    t0 = time.perf_counter()
+                    fn(x, res)
+                    rates[name].append(n / (time.perf_counter() - t0))
+            base.setdefault(res, statistics.median(rates[next(iter(variants))]))
+            for name, r in rates.items():
+                print(f"{res:>4} {n:>6}  {phase:<9} {name:<46} {max(r):>10.1f} {statistics.median(r):>8.1f} "
+                      f"{statistics.median(r) / base[res]:>7.2f}x", flush=True)
+            print(f"{res:>4}         {phase:<9} cifarlab's timed rows per call: {chosen}", flush=True)
 
 LITE0 = None
 

@@ -16,7 +16,7 @@
 # the session's 900 s of device time; on the H100 part1 (200) + stage1 on a fresh machine + part2 (560) used 819 s.
 # If the machine was given back after part1, `bash benchmarks/gpu_check.sh stage1` (carry part 1) unpacks the first
 # half again; run part2 at once after it.
-# EXTRA="--epochs 1 ..." appends flags to every train command and TTA_EXTRA="--set epochs=1 ..." to every
+# EXTRA="--epochs 1 ..." appends flags to every train command and T2A_EXTRA="--set epochs=1 ..." to every
 # benchmarks/time_to_accuracy.py command (a CPU smoke run of this script).
 #
 #   curriculum (issue 26 item 5): the offline curriculum (configs/studies/curriculum-offline.toml) with its report,
@@ -52,7 +52,7 @@ export PYTHONPATH=$PWD/src:$PWD/.gpu/site:$SITE PYTHONUNBUFFERED=1 TQDM_DISABLE=
 CL="python3 -m cifarlab.cli"
 START=$(date +%s)
 TOTAL=${TOTAL:-450}  # seconds for the whole mode
-RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}; TTA_EXTRA=${TTA_EXTRA:-}
+RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}; T2A_EXTRA=${T2A_EXTRA:-}
 
 step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LIMIT, time left), log to $LOG/NAME.log
   local name=$1 limit=$2; shift 2

@@ -9,12 +9,12 @@
 T="$CL train $R $EXTRA"
 # time to accuracy (issue 12 item 5), as airbench reports it: the fast preset, 3 seeds in one process after an
 # untimed 1-epoch warm-up run, mean ± sd of test accuracy and training seconds (benchmarks/time_to_accuracy.py)
-TTA="python3 benchmarks/time_to_accuracy.py --dataset folder:$C10 --data-root $DATA --out $RUNS/tta $TTA_EXTRA"
+T2A="python3 benchmarks/time_to_accuracy.py --dataset folder:$C10 --data-root $DATA --out $RUNS/time-to-acc $T2A_EXTRA"
 # alone: the default scratch budget (start-up, first epoch vs median), time to accuracy of the fast preset (also its
 # epoch time after the EMA fix), the lite0 linear probe with today's defaults (flip features on CUDA, padded
 # evaluation batches), the LP-FT fine-tune at issue 14's 5 epochs in channels_last (its test figure)
 step f-scratch 55 $T --recipe scratch --name scratch
-step t-fast 90 $TTA --seeds 0,1,2 --set preset=fast
+step t-fast 90 $T2A --seeds 0,1,2 --set preset=fast
 step f-linear 50 $T --recipe linear --name linear-lite0
 step f-finetune 130 $T --recipe finetune --epochs 5 --name finetune-lite0-e5
 # alone too (faster than in a wave): RotNet pretraining, then fine-tuning from it (issue 14's RotNet rows)
@@ -25,7 +25,7 @@ $T --recipe finetune --model resnet18 --init $RUNS/rotation-e8 --epochs 5 --name
 # untried, 2 seeds each where time allows: batch 256 (the best single lever twice), batch 128, batch 256 trained on
 # all 50,000 train images (val_fraction=0: no model selection, the last epoch is tested, airbench's protocol), and
 # batch 256 at the default 30 epochs; then the default's seed 1 (3 seeds with H100/H200 seed 0s are not a mean)
-W="$TTA --warmup-epochs 0"
+W="$T2A --warmup-epochs 0"
 wave_add w-fast-bs256 "$W --seeds 0,1 --set preset=fast --set batch_size=256"
 wave_add w-fast-bs128 "$W --seeds 0 --set preset=fast --set batch_size=128"
 wave_add w-fast-bs256-50k "$W --seeds 0,1 --set preset=fast --set batch_size=256 --set val_fraction=0"

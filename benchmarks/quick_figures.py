@@ -65,7 +65,7 @@ def table(runs: dict[int, list[dict]]) -> tuple[list[str], int, int]:
     """Markdown rows: one per comparison of either run; (rows, held, total)."""
     by = {o: {key(e): e for e in entries} for o, entries in runs.items()}
     keys = list(dict.fromkeys(k for o in sorted(by) for k in by[o]))
-    rows = ["| question | a vs b (metric) | seeds 0-2 | seeds 10-12 | verdict held |", "|---|---|---|---|---|"]
+    rows = ["| question | a vs b (metric) | seed offset 0 | seed offset 10 | verdict held |", "|---|---|---|---|---|"]
     held = 0
     for k in keys:
         a, b = by[0].get(k), by[10].get(k)

@@ -6,7 +6,7 @@ Training seconds are the run's ``train_time_s``: optimizer steps only, without t
 final test pass (airbench's timer also stops for evaluation). TTA accuracy is its own column, never mixed in.
 
 Usage (issue 12 item 5; `benchmarks/gpu_check.sh part2` runs it on real CIFAR-10):
-    python benchmarks/time_to_accuracy.py --dataset folder:/tmp/c10 --out /tmp/cl-runs/tta \
+    python benchmarks/time_to_accuracy.py --dataset folder:/tmp/c10 --out /tmp/cl-runs/time-to-acc \
         --seeds 0,1,2 --set preset=fast [--set batch_size=256 ...] [--target 0.94]
 """
 
@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     base = {"dataset": args.dataset, "data_root": args.data_root, "out": args.out, "progress": "off",
             "overwrite": True}
     if args.warmup_epochs:  # airbench's run 0: the process's first training, untimed
-        api.train(api.make_config("scratch", overrides={**base, "name": f"tta-{label}-warmup", "seed": 10_000},
+        api.train(api.make_config("scratch", overrides={**base, "name": f"t2a-{label}-warmup", "seed": 10_000},
                                   sets=[*args.set, f"epochs={args.warmup_epochs}"]))
     rows = []
     for seed in seeds:
-        cfg = api.make_config("scratch", overrides={**base, "name": f"tta-{label}-s{seed}", "seed": seed},
+        cfg = api.make_config("scratch", overrides={**base, "name": f"t2a-{label}-s{seed}", "seed": seed},
                               sets=args.set)
         s = api.train(cfg).summary
         rows.append({"seed": seed, "status": s.get("status"), "test_acc": s.get("test_acc"),

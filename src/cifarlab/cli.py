@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="2-D projection of test embeddings (umap needs umap-learn: pip install 'cifarlab[umap]')")
     rep.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                      help="a progress line for the per-run analyses on stderr (auto: only on a terminal)")
+    rep.add_argument("--figures", choices=("first-seed", "all"), default="first-seed",
+                     help="whose curves, confusion matrix, mistakes and 2-D embedding are drawn: each arm's lowest "
+                          "seed (the other seeds keep their tables and link there), or every run's")
     st = sub.add_parser("study", help="run a study file (TOML), skipping complete runs, then write the report")
     st.add_argument("study_file")
     st.add_argument("--out", required=True, help="folder for the study's run directories and report")
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
         elif args.command == "report":
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
-            print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress))
+            print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress, args.figures))
         elif args.command == "study":
             slurm = _slurm_flags(args)
             if args.dry_run:

@@ -2,8 +2,10 @@
 
 Workers are started with the "spawn" method (a process that ran torch, or holds threads, is never forked) and run
 one BLAS/OpenMP thread each: OpenMP threads spinning in several processes on the same cores made the report's
-per-run analyses 2x slower on a 2-core machine. With ``workers <= 1`` everything runs in this process, so small jobs
-pay no interpreter start-up. Used by ``analysis.report`` (per-run figures); shaped for ``data.folder`` (decoding)."""
+per-run analyses 2x slower on a 2-core machine. A function that touches neither torch nor an OpenMP pool may have
+its workers forked instead (``forkable``: no interpreter start-up). With ``workers <= 1`` everything runs in this
+process, so small jobs pay no start-up at all. Used by ``analysis.perrun`` (the report's per-run figures) and
+``data.folder`` (decoding image files)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _one_thread() -> None:
 
 
 def imap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, *, chunksize: int = 1,
-         meanwhile: Callable[[], Any] | None = None) -> Iterator[R]:
+         meanwhile: Callable[[], Any] | None = None, forkable: bool = False) -> Iterator[R]:
     """``fn`` of every item, yielded in the items' order.
 
     Args:
@@ -51,6 +53,9 @@ def imap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, *
         chunksize: items sent to a worker at a time (large for many cheap items, 1 for few costly ones).
         meanwhile: called here once the work is submitted, before the first result is yielded (work that can
             overlap the workers', e.g. drawing figures from other data).
+        forkable: ``fn`` uses neither torch nor an OpenMP/BLAS pool (e.g. PIL decoding), so the workers may be
+            forked where the platform can: no interpreter start-up and no re-import of the main module, which cost
+            seconds per worker. Otherwise (the default) they are spawned.
 
     Yields:
         ``fn(item)`` for each item, in order. An exception raised by ``fn`` is raised here; a worker that dies
@@ -63,8 +68,10 @@ def imap(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, *
             meanwhile()
         yield from map(fn, items)
         return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_one_thread)
+    fork = forkable and "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if fork else "spawn")
+    # a forked worker inherits this process's state: it calls into no thread pool, so none is reconfigured
+    pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=None if fork else _one_thread)
     try:
         results = pool.map(fn, items, chunksize=chunksize)
         if meanwhile is not None:

@@ -237,3 +237,25 @@ def test_a_cached_embedding_counts_its_computed_time_and_says_so(tmp_path):
     assert "embedding cached; computed in 19.3 s" in hit and "24.3 s" in hit  # 5.0 s training + 19.3 s embedding
     assert "embedding computed in 19.3 s" in text
     assert "embedding cached in 1 of 2 runs" in text  # the arm's cost note
+
+
+def test_an_arms_figures_are_drawn_once_unless_all_are_asked_for(runs_dir, tmp_path):
+    """--figures first-seed (the default): the lowest seed of an arm gets the curves, confusion matrix, mistakes
+    and embedding; its other seeds keep their own tables and link there. --figures all draws every run's."""
+    from cifarlab.analysis.perrun import analyse_all
+    from cifarlab.analysis.runs import find_runs
+
+    runs = find_runs(runs_dir)
+    first = analyse_all(runs, "none", workers=1)
+    every = analyse_all(runs, "none", workers=1, figures="all")
+    by = {r.name: str(r.path) for r in runs}
+    s0, s1 = by["scratch-cnn_small-ds-s0"], by["scratch-cnn_small-ds-s1"]
+    names = [f.name for f in first[s0]["figures"]]
+    assert "confusion" in names and "curves" in names and first[s0]["figures_in"] == ""
+    assert first[s1]["figures"] == [] and first[s1]["figures_in"] == "scratch-cnn_small-ds-s0"
+    assert first[s1]["per_class"] is not None and first[s1]["pairs"] == every[s1]["pairs"]  # its own tables
+    assert [f.name for f in every[s1]["figures"]] == names
+    assert first[by["rot"]]["figures"]  # an arm of one run draws its own
+    html_text = build(runs_dir, "html", tmp_path / "r.html", embedding="none").read_text()
+    section = re.search(r'<section id="run-scratch-cnn_small-ds-s1">.*?</section>', html_text, re.S).group(0)
+    assert 'href="#run-scratch-cnn_small-ds-s0"' in section and "data:image/png" not in section

@@ -24,8 +24,8 @@ def test_mean_and_spread_over_the_timed_seeds_only(tmp_path, capsys):
     assert rc == 0
     result = json.loads((out / "time_to_accuracy-t.json").read_text())
     assert [r["seed"] for r in result["runs"]] == [0, 1]
-    assert (out / "tta-t-warmup" / "summary.json").is_file()  # trained, not counted
-    summaries = [json.loads((out / f"tta-t-s{s}" / "summary.json").read_text()) for s in (0, 1)]
+    assert (out / "t2a-t-warmup" / "summary.json").is_file()  # trained, not counted
+    summaries = [json.loads((out / f"t2a-t-s{s}" / "summary.json").read_text()) for s in (0, 1)]
     accs = [s["test_acc"] for s in summaries]
     secs = [s["train_time_s"] for s in summaries]
     assert result["test_acc_mean"] == statistics.fmean(accs)

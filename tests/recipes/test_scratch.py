@@ -199,3 +199,36 @@ def test_summary_times_the_start_up_in_parts_and_the_first_epoch_against_the_med
     steps = [int(k) for k in marks]
     assert steps[:3] == [1, 2, 5] and steps == sorted(steps)
     assert list(marks.values()) == sorted(marks.values()) and marks[str(steps[-1])] <= walls[0]
+
+
+def test_the_test_subset_is_the_same_for_every_seed_and_follows_test_seed(tmp_path):
+    """test_per_class draws its images with test_seed, not the run's seed: seeds vary the training only, and arms
+    are compared on one test set (as on the whole test split)."""
+    import numpy as np
+
+    def test_rows(name, **kw):
+        res = api.train(_cfg(tmp_path, epochs=1, test_per_class=10, embed_samples=0, name=name, **kw))
+        with np.load(res.path / "split.npz") as z:
+            return z["test"], z["train"]
+
+    t0, tr0 = test_rows("a", seed=0)
+    t1, tr1 = test_rows("b", seed=1)
+    t2, _ = test_rows("c", seed=0, test_seed=1)
+    assert len(t0) == 100 and np.array_equal(t0, t1) and not np.array_equal(tr0, tr1)
+    assert len(t2) == 100 and not np.array_equal(t0, t2)
+
+
+def test_split_seed_fixes_the_train_subset_across_seeds(tmp_path):
+    """split_seed=N: every seed trains on the same per_class subset (and validation split); -1 (the default): each
+    seed draws its own."""
+    import numpy as np
+
+    def split(name, **kw):
+        res = api.train(_cfg(tmp_path, epochs=1, per_class=20, embed_samples=0, name=name, **kw))
+        with np.load(res.path / "split.npz") as z:
+            return z["train"], z["val"]
+
+    a, b = split("a", seed=0, split_seed=3), split("b", seed=1, split_seed=3)
+    c = split("c", seed=1)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and len(a[0]) + len(a[1]) == 200
+    assert not np.array_equal(a[0], c[0])

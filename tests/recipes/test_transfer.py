@@ -140,7 +140,7 @@ def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
     common = {**BASE, "out": str(tmp_path / "runs"), "init": str(source.path), "epochs": 1, "lr": 1e-6}
     lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
     rand = api.train(api.make_config("finetune", overrides={**common, "name": "rand", "head_init": "random"}))
-    assert lp.summary["augment"] == "cropflip" and lp.summary["head_init"] == "probe"
+    assert lp.summary["augment"] == "cropflip" and lp.summary["head_init"] == "linear"
     assert (lp.path / "head_init_metrics.csv").is_file() and not (rand.path / "head_init_metrics.csv").exists()
     # with a learning rate too small to move anything, the accuracy is the starting head's: the probe's selected
     # validation accuracy (not a random head's)

@@ -159,7 +159,8 @@ NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress
                  "embed_samples", "eval_batch_size", "series", "reference", "arm"}
 
 
-def _variant(run: Run) -> tuple:
+def variant(run: Run) -> tuple:
+    """The run's configuration without the keys that do not change what it measures (NOT_A_VARIANT)."""
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in run.config.get("config", {}).items()
                         if k not in NOT_A_VARIANT))
 
@@ -167,7 +168,7 @@ def _variant(run: Run) -> tuple:
 def seed_arms(label: str, runs: list[Run], metric: str = "accuracy") -> list[Arm]:
     """One arm per configuration: runs that differ only by seed are one arm; runs that differ in anything else
     (a swept lr, another epoch budget) are separate arms, labelled with the keys that differ."""
-    variants = group_by(runs, _variant)
+    variants = group_by(runs, variant)
     named = {v: str(group[0].key("arm") or "") for v, group in variants.items()}
     if all(named.values()):  # the study labelled its arms (e.g. "course recipe" / "cifarlab defaults")
         return [Arm(f"{label}, {named[v]}", group, metric) for v, group in variants.items()]

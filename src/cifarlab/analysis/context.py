@@ -172,7 +172,8 @@ def _run_page(r: Run, a: dict[str, Any]) -> dict[str, Any]:
         perclass = [(c, int(n), pct(acc)) for c, n, acc in zip(r.classes, a["cm"].sum(1), a["per_class"])]
     pairs = "; ".join(f"{p['a']} ↔ {p['b']}: {p['count']} ({p['a_as_b']} / {p['b_as_a']})" for p in a["pairs"])
     return {"name": r.name, "facts": [(k, "–" if v is None else str(v)) for k, v in facts.items()],
-            "perclass": perclass, "pairs": pairs, "figures": a["figures"], "missing": "; ".join(a["missing"])}
+            "perclass": perclass, "pairs": pairs, "figures": a["figures"], "figures_in": a.get("figures_in", ""),
+            "missing": "; ".join(a["missing"])}
 
 
 def per_class(runs: list[Run], analyses: dict[str, Any]) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from cifarlab.engine.rundir import read_json
 from cifarlab.workers import imap, usable_cores
 
 EMBEDDINGS = ("tsne", "umap", "none")
+FIGURES = ("first-seed", "all")  # which runs' figures are drawn: one run per arm (its lowest seed), or every run
 RUNS_PER_WORKER = 4  # fewer runs per worker: starting an interpreter costs more than it saves
 
 
@@ -49,10 +50,13 @@ def project_2d(emb: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
     return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(emb)
 
 
-def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> dict[str, Any]:
+def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000, figures_in: str = "") -> dict[str, Any]:
     """Everything the report shows for one run: metrics and figures (as PNG bytes). Never raises: what cannot be
-    computed (a run that diverged, failed, or left unreadable files) is listed in ``missing`` with the reason."""
-    out: dict[str, Any] = {"figures": [], "pairs": [], "per_class": None, "silhouette": None, "missing": []}
+    computed (a run that diverged, failed, or left unreadable files) is listed in ``missing`` with the reason.
+    ``figures_in``: the name of the run of the same arm whose figures stand for this one's (its metrics, per-class
+    accuracy, confused pairs and silhouette are still computed); "" draws this run's own."""
+    out: dict[str, Any] = {"figures": [], "pairs": [], "per_class": None, "silhouette": None, "missing": [],
+                           "figures_in": figures_in}
     try:
         _analyse(run, embedding, max_points, out)
     except Exception as exc:  # a broken run directory must not take the whole report down
@@ -62,18 +66,38 @@ def run_analysis(run: Run, embedding: str = "tsne", max_points: int = 1000) -> d
     return out
 
 
-def _analyse_path(job: tuple[str, str]) -> dict[str, Any]:
+def _analyse_path(job: tuple[str, str, str]) -> dict[str, Any]:
     """Worker entry point: the run directory's analysis from its path (a Run does not cross processes)."""
-    path, embedding = job
-    return run_analysis(Run(Path(path), read_json(Path(path) / "summary.json")), embedding)
+    path, embedding, figures_in = job
+    return run_analysis(Run(Path(path), read_json(Path(path) / "summary.json")), embedding, figures_in=figures_in)
+
+
+def figure_owners(runs: list[Run], figures: str = "first-seed") -> dict[str, str]:
+    """Run path -> the name of the run whose figures stand for it ("" = its own). With ``first-seed``, the runs of
+    one arm (the same recipe, start and configuration but the seed) share the figures of their lowest seed's run:
+    five seeds' confusion matrices and t-SNE plots of one arm look alike, and drawing them was most of a study
+    report's time. Failed runs and runs without a seed sibling keep their own."""
+    if figures == "all":
+        return {str(r.path): "" for r in runs}
+    from cifarlab.analysis.arms import group_by, variant
+
+    owners: dict[str, str] = {}
+    complete = [r for r in runs if r.status == "complete"]
+    for group in group_by(complete, lambda r: (variant(r), str(r.key("init") or ""), r.status)).values():
+        first = min(group, key=lambda r: (r.key("seed") if isinstance(r.key("seed"), int) else 0, r.name))
+        owners.update({str(r.path): "" if r is first else first.name for r in group})
+    return {str(r.path): owners.get(str(r.path), "") for r in runs}
 
 
 def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None, meanwhile=None,
-                progress: bool = False) -> dict[str, dict[str, Any]]:
+                progress: bool = False, figures: str = "first-seed") -> dict[str, dict[str, Any]]:
     """``run_analysis`` of every run, keyed by run path, in worker processes (matplotlib and t-SNE are
     single-threaded: on 2 cores two workers halve a 24-run report). ``meanwhile`` runs here while the workers work;
-    ``progress`` shows one line on stderr with the rate. Runs a worker could not analyse are analysed here."""
+    ``progress`` shows one line on stderr with the rate. Runs a worker could not analyse are analysed here.
+    ``figures``: ``first-seed`` draws one run's figures per arm (:func:`figure_owners`), ``all`` every run's."""
     from tqdm import tqdm
+
+    owners = figure_owners(runs, figures)
 
     workers = min(usable_cores() if workers is None else workers, 8, len(runs) // RUNS_PER_WORKER)
     out: dict[str, dict[str, Any]] = {}
@@ -88,7 +112,7 @@ def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = 
     with tqdm(total=len(runs), desc="report: per-run analyses", unit="run", file=sys.stderr, disable=not progress,
               dynamic_ncols=True) as bar:
         try:
-            jobs = [(str(r.path), embedding) for r in runs]
+            jobs = [(str(r.path), embedding, owners[str(r.path)]) for r in runs]
             for r, result in zip(runs, imap(_analyse_path, jobs, workers, meanwhile=overlap)):
                 out[str(r.path)] = result
                 bar.update()
@@ -98,14 +122,16 @@ def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = 
             overlap()
         for r in runs:
             if str(r.path) not in out:
-                out[str(r.path)] = run_analysis(r, embedding)
+                out[str(r.path)] = run_analysis(r, embedding, figures_in=owners[str(r.path)])
                 bar.update()
     return out
 
 
 def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> None:
+    draw = not out["figures_in"]
     if run.metrics:
-        out["figures"].append(Figure("curves", png(plots.curves(run.metrics)), "training curves"))
+        if draw:
+            out["figures"].append(Figure("curves", png(plots.curves(run.metrics)), "training curves"))
     else:
         out["missing"].append("training curves: no metrics.csv")
     pred = run.predictions if run.status == "complete" else None
@@ -119,9 +145,10 @@ def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> 
         out["cm"] = cm
         out["per_class"] = metrics.per_class_accuracy(cm)
         out["pairs"] = metrics.top_confused_pairs(cm, classes, 5)
-        out["figures"].append(Figure("confusion", png(plots.confusion_matrix(cm, classes, "confusion (rows = true)")),
-                                     "confusion matrix"))
-        if len(pred.get("mis_images", [])):
+        if draw:
+            out["figures"].append(Figure("confusion", png(plots.confusion_matrix(
+                cm, classes, "confusion (rows = true)")), "confusion matrix"))
+        if draw and len(pred.get("mis_images", [])):
             caps = [f"{classes[pred['labels'][i]]} → {classes[pred['preds'][i]]}\n{100 * c:.0f}%"
                     for i, c in zip(pred["mis_idx"], pred["mis_conf"])]
             out["figures"].append(Figure("misclassified", png(plots.image_grid(
@@ -136,6 +163,8 @@ def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> 
             out["missing"].append(f"embedding plot: {int((~finite).sum())} of {len(emb)} embeddings are not finite")
             return
         out["silhouette"] = metrics.embedding_silhouette(emb, labels)
+        if not draw:
+            return
         xy = project_2d(emb, embedding)
         sil = f" (silhouette {out['silhouette']:.3f})" if out["silhouette"] is not None else ""
         out["figures"].append(Figure("embedding", png(plots.embedding_scatter(

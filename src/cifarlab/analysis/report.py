@@ -16,7 +16,7 @@ from typing import Any
 from cifarlab.analysis import findings, references
 from cifarlab.analysis.context import ReportParts, build_context, finding_charts, overview_figures
 from cifarlab.analysis.origin import Origins
-from cifarlab.analysis.perrun import EMBEDDINGS, Figure, analyse_all
+from cifarlab.analysis.perrun import EMBEDDINGS, FIGURES, Figure, analyse_all
 from cifarlab.analysis.runs import find_runs
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
@@ -34,10 +34,10 @@ img{max-width:100%;border:1px solid #eee;margin:4px 0}section{border-top:2px sol
 .published{background:#fff3cd;border:1px solid #e0c060;border-radius:3px;padding:0 4px;font-size:11px}"""
 
 
-def check_options(fmt: str, embedding: str, progress: str) -> None:
+def check_options(fmt: str, embedding: str, progress: str, figures: str = "first-seed") -> None:
     """Refuse a bad option, or an embedding whose library is missing, before any work."""
     for name, value, allowed in (("format", fmt, FORMATS), ("embedding", embedding, EMBEDDINGS),
-                                 ("progress", progress, PROGRESS)):
+                                 ("progress", progress, PROGRESS), ("figures", figures, FIGURES)):
         if value not in allowed:
             raise CifarlabError(f"report {name} {value!r} is not allowed; choose from: {', '.join(allowed)}")
     if embedding == "umap" and importlib.util.find_spec("umap") is None:
@@ -52,7 +52,8 @@ def findings_path(out: str | Path) -> Path:
 
 
 def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", embedding: str = "tsne",
-          title: str | None = None, progress: str = "auto", workers: int | None = None) -> Path:
+          title: str | None = None, progress: str = "auto", workers: int | None = None,
+          figures: str = "first-seed") -> Path:
     """Write the report of every run directory under ``root`` and its ``findings.json``; returns the report file.
 
     Args:
@@ -63,8 +64,10 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
         title: the report's title (default: the study's name, else the folder's).
         progress: auto (only on a terminal), on or off: one progress line on stderr for the per-run analyses.
         workers: processes for the per-run analyses (default: the usable cores, at most one per 4 runs).
+        figures: first-seed (each run's curves, confusion matrix, mistakes and 2-D embedding drawn once per arm, for
+            its lowest seed; the other seeds' pages link there and keep their own tables) or all (every run's).
     """
-    check_options(fmt, embedding, progress)
+    check_options(fmt, embedding, progress, figures)
     runs = find_runs(root)
     if not runs:
         raise CifarlabError(f"no run directories (with summary.json) under {root}")
@@ -77,7 +80,8 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     def draw_questions() -> None:  # while the per-run analyses are drawn in worker processes
         charts.update({f.key: finding_charts(f, runs) for f in answers}, overview=overview_figures(runs, origins))
 
-    analyses = analyse_all(runs, embedding, workers, meanwhile=draw_questions, progress=enabled(progress))
+    analyses = analyse_all(runs, embedding, workers, meanwhile=draw_questions, progress=enabled(progress),
+                           figures=figures)
     study_file = Path(root) / "study.json"
     study = read_json(study_file) if study_file.is_file() else {}
     title = title or (f"cifarlab study: {study['name']}" if study.get("name") else

@@ -20,7 +20,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESETS = ("none", "flip", "cropflip", "rrcflip", "autoaugment", "autoaugment_flip")  # config.AUGMENT_POLICIES
+POLICIES = ("none", "flip", "cropflip", "rrcflip", "autoaugment", "autoaugment_flip")  # config.AUGMENT_POLICIES
 RRC_MIN_SIDE = 96  # from this side up, cropflip means random-resized crop + flip (ImageNet-sized images)
 RRC_SCALE = (0.08, 1.0)  # area fraction of the random-resized crop (torchvision's reference and timm)
 PADDING_FRACTION = 1 / 8  # crop padding per pixel of side: 4 px at 32 px
@@ -141,12 +141,12 @@ def crop_padding(side: int) -> int:
     return max(1, round(side * PADDING_FRACTION))
 
 
-def size_rule(preset: str, side: int, padding: int | None = None) -> tuple[str, int]:
-    """The preset and crop padding to train ``side``-px images with: ``cropflip`` becomes ``rrcflip`` from
+def size_rule(policy: str, side: int, padding: int | None = None) -> tuple[str, int]:
+    """The policy and crop padding to train ``side``-px images with: ``cropflip`` becomes ``rrcflip`` from
     :data:`RRC_MIN_SIDE` px up; ``padding`` None = :func:`crop_padding`. Record both in the run directory."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown augmentation {preset!r}; choose from: {', '.join(PRESETS)}")
-    resolved = "rrcflip" if preset == "cropflip" and side >= RRC_MIN_SIDE else preset
+    if policy not in POLICIES:
+        raise ValueError(f"unknown augmentation {policy!r}; choose from: {', '.join(POLICIES)}")
+    resolved = "rrcflip" if policy == "cropflip" and side >= RRC_MIN_SIDE else policy
     return resolved, crop_padding(side) if padding is None else padding
 
 
@@ -156,10 +156,10 @@ def rrc_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 class Augment:
-    """A train/eval preset pair: ``train(x_u8, gen)`` and ``eval(x_u8)`` -> normalised float batches.
+    """A train/eval augmentation policy pair: ``train(x_u8, gen)`` and ``eval(x_u8)`` -> normalised float batches.
 
     Args:
-        preset: ``none``, ``flip``, ``cropflip``, ``rrcflip`` (random-resized crop + flip, for images of 96 px and
+        policy: ``none``, ``flip``, ``cropflip``, ``rrcflip`` (random-resized crop + flip, for images of 96 px and
             more), ``autoaugment`` (AutoAugment CIFAR10 then crop+flip) or ``autoaugment_flip`` (AutoAugment CIFAR10
             then flip, no crop: the VGG16/ResNet18 assignment's policy); see :func:`size_rule`.
         mean, std: normalisation in [0, 1] units (the data's, or the pretrained weights').
@@ -168,23 +168,23 @@ class Augment:
         resolution: resize to this side on the device after augmentation (transfer recipes); None keeps the size.
     """
 
-    def __init__(self, preset: str, mean: tuple[float, ...], std: tuple[float, ...], padding: int | None = 4,
+    def __init__(self, policy: str, mean: tuple[float, ...], std: tuple[float, ...], padding: int | None = 4,
                  resolution: int | None = None, memory_format: torch.memory_format = torch.contiguous_format,
                  cutout: int = 0) -> None:
-        if preset not in PRESETS:
-            raise ValueError(f"unknown augmentation {preset!r}; choose from: {', '.join(PRESETS)}")
-        self.preset, self.mean, self.std, self.padding, self.resolution = preset, mean, std, padding, resolution
+        if policy not in POLICIES:
+            raise ValueError(f"unknown augmentation {policy!r}; choose from: {', '.join(POLICIES)}")
+        self.policy, self.mean, self.std, self.padding, self.resolution = policy, mean, std, padding, resolution
         self.cutout = cutout
         self.memory_format = memory_format
 
     def train(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.preset in ("autoaugment", "autoaugment_flip"):
+        if self.policy in ("autoaugment", "autoaugment_flip"):
             x = autoaugment(x, gen)
-        if self.preset in ("cropflip", "autoaugment"):
+        if self.policy in ("cropflip", "autoaugment"):
             x = crop_flip(x, gen, crop_padding(x.shape[-1]) if self.padding is None else self.padding)
-        elif self.preset == "rrcflip":
+        elif self.policy == "rrcflip":
             x = rrc_flip(x, gen)
-        elif self.preset in ("flip", "autoaugment_flip"):
+        elif self.policy in ("flip", "autoaugment_flip"):
             x = random_flip(x, gen)
         x = cutout(normalize(x, self.mean, self.std), gen, self.cutout)
         return resize(x, self.resolution).contiguous(memory_format=self.memory_format)

@@ -27,7 +27,6 @@ import tarfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -37,6 +36,7 @@ from cifarlab.data.progress import Progress, ProgressArg
 from cifarlab.data.sizing import choose_side, resize_note
 from cifarlab.engine.checkpoint import atomic_write_bytes
 from cifarlab.errors import DataError
+from cifarlab.workers import imap
 
 CACHE_VERSION = 2  # bump when decoding or the cache's layout changes, so stale caches are not reused (2: NCHW)
 CLASS_SPLITS = ("train", "test", "val")  # folders of class folders
@@ -233,12 +233,9 @@ def _decode_one(job: tuple[str, bytes | str, int]) -> np.ndarray | str:
 def _decode_into(out: np.ndarray, jobs: list[tuple[str, bytes | str, int]], workers: int, progress: Progress
                  ) -> None:
     """Decode ``jobs`` in order into the preallocated ``out`` (N, 3, S, S), so the dataset is never held twice."""
-    if workers > 1 and len(jobs) > 2000:
-        with ProcessPoolExecutor(workers) as pool:
-            results = pool.map(_decode_one, jobs, chunksize=max(16, min(512, len(jobs) // (8 * workers))))
-            _fill(out, results, progress)
-    else:
-        _fill(out, map(_decode_one, jobs), progress)
+    workers = workers if len(jobs) > 2000 else 1  # fewer images decode faster than workers start
+    _fill(out, imap(_decode_one, jobs, workers, chunksize=max(16, min(512, len(jobs) // (8 * workers))),
+                    forkable=True), progress)
 
 
 def _fill(out: np.ndarray, results: Iterator[np.ndarray | str], progress: Progress) -> None:

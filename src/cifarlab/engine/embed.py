@@ -13,11 +13,11 @@ from cifarlab import progress as progress_bar
 from cifarlab.data.batches import eval_batches
 from cifarlab.engine.device import autocast
 
-# Rows per model call tried on the CPU; the faster per image serves the rest of the pass (RowTuner). Frozen
-# EfficientNet-Lite0 at 128 px on a lightly loaded 2-core CPU embedded about 1.5x more images/s in calls of 32-64 rows
-# than of 1024 (activations that stay in cache), but small calls lost under 5x oversubscription (every operator's
-# thread barrier waits for a descheduled thread), so the choice is timed rather than fixed (docs/results.md,
-# "Frozen embedding on the CPU"). embed adds the whole batch as a third choice (it won at 64 px under load).
+# Rows per model call tried on the CPU; the faster per image serves the rest of the pass (RowTuner). Measured on the
+# quiet 2-core machine with the CPU allocator retaining freed memory (engine.device.retain_freed_memory), frozen
+# EfficientNet-Lite0 was fastest in calls of 64 rows at 128 and 224 px and of 256 rows at 64 and 96 px, each within
+# 1% of whole 1024-image batches or better (docs/results.md, "Frozen embedding on the CPU"); calls of 32-64 rows lost
+# under 5x oversubscription (every operator's thread barrier waits for a descheduled thread). Hence a timed choice.
 CPU_ROWS = (64, 256)
 # rows per call when deterministic algorithms are on: a timed choice could change the outputs' last bits run to run
 CPU_ROWS_FIXED = 64
@@ -108,8 +108,7 @@ def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_siz
     """
     call = Padded(fn) if (pad if pad is not None else pads(device)) else fn
     sliced = device.type == "cpu" and pad is not False and cpu_rows != 0
-    # the whole batch is a choice too: at 64 px 256-row calls ran at 0.55x the whole batch's rate under load
-    choices = tuple(sorted({min(r, batch_size) for r in (*CPU_ROWS, batch_size)}))
+    choices = tuple(sorted({min(r, batch_size) for r in CPU_ROWS}))
     tuner = RowTuner(choices) if sliced and cpu_rows is None and not torch.are_deterministic_algorithms_enabled() \
         else None
     fixed = cpu_rows or CPU_ROWS_FIXED

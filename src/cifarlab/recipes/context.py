@@ -24,11 +24,13 @@ from cifarlab.data.augment import TTA_VIEWS, size_rule
 from cifarlab.data.sources import default_root
 from cifarlab.engine import distributed, provenance
 from cifarlab.engine.device import (
+    allocator_state,
     device_name,
     format_name,
     inference_format,
     memory_format,
     resolve_device,
+    retain_freed_memory,
     seed_everything,
     set_threads,
     start_warm_up,
@@ -100,6 +102,7 @@ class Resolved:
     warmup_steps: int
     num_test: int
     tta_views: list[list[Any]]
+    cpu_allocator: str  # default | retain | unavailable (engine.device.retain_freed_memory), process-wide
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
     set_threads(cfg.num_threads)
     seed_everything(cfg.seed, cfg.deterministic, cfg.cudnn_benchmark)
     device = resolve_device(cfg.device)
+    if cfg.cpu_allocator == "retain" or (cfg.cpu_allocator == "auto" and device.type == "cpu"):
+        retain_freed_memory()  # process-wide, before the data's and the model's allocations
     warm_up = start_warm_up(device)  # the CUDA start overlaps the dataset's loading
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size, progress=progress_enabled(cfg.progress))
@@ -146,11 +151,11 @@ def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
     strata = torch.zeros_like(data.train_y) if label_free else data.train_y
     per_class = cfg.per_class * (data.num_classes if label_free else 1)
     split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
-                       val_fraction=cfg.val_fraction, seed=cfg.seed)
+                       val_fraction=cfg.val_fraction, seed=cfg.seed if cfg.split_seed < 0 else cfg.split_seed)
     test_keep = torch.arange(len(data.test_y))
     if cfg.test_per_class or cfg.test_fraction < 1.0:
         test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,
-                               val_fraction=0.0, seed=cfg.seed).train
+                               val_fraction=0.0, seed=cfg.test_seed).train
     if warm_up is not None:
         warm_up.join()
     on_device, message = placement.fits(device, data.nbytes)
@@ -211,7 +216,7 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
         normalisation={"mean": list(mean), "std": list(std)}, started_from=started, norm_stats=norm_stats,
         flip_features=flip, lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
         steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, num_test=len(loaded.test_y),
-        tta_views=[list(v) for v in TTA_VIEWS])
+        tta_views=[list(v) for v in TTA_VIEWS], cpu_allocator=allocator_state())
 
 
 def fit_spec(cfg: RunConfig, resolved: Resolved | None = None, **changes: Any) -> FitSpec:
@@ -227,6 +232,8 @@ def decisions_line(r: Resolved) -> str:
     parts = [f"device {r.device}", f"amp {r.amp}", f"compile {r.compile}", f"memory format {r.memory_format}",
              f"tta {'on' if r.tta else 'off'}", f"augment {r.augment}", f"resolution {r.resolution}",
              f"started from {r.started_from}"]
+    if r.device == "cpu":
+        parts.append(f"cpu allocator {r.cpu_allocator}")
     if r.norm_stats:
         parts.append(f"norm_stats {r.norm_stats}")
     if r.flip_features is not None:

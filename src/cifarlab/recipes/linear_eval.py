@@ -1,7 +1,7 @@
 """The one linear-evaluation protocol, and kNN, on frozen embeddings.
 
 Every linear classifier on a frozen encoder trains the same way: the ``linear`` recipe's head, the LP-FT starting
-head of ``partial``/``finetune`` (``head_init=probe``), and the SupCon / SimCLR / ``supcon_ce`` / random-init
+head of ``partial``/``finetune`` (``head_init=linear``), and the SupCon / SimCLR / ``supcon_ce`` / random-init
 evaluations. The embeddings of the split's train and validation images are standardised with the mean and std of
 the training rows (a BatchNorm without affine parameters in front of the head, so one learning rate suits encoders
 whose features differ in scale by orders of magnitude), a linear head trains on them with the loop of

@@ -211,7 +211,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     if regime != "linear":
         extra["norm_stats"] = r.norm_stats
         model.set_norm_statistics(r.norm_stats)
-    if regime != "linear" and cfg.head_init == "probe" and not (cfg.resume and ctx.run.last_ckpt.is_file()):
+    if regime != "linear" and cfg.head_init == "linear" and not (cfg.resume and ctx.run.last_ckpt.is_file()):
         t0 = time.perf_counter()
         # the probe sees the features fine-tuning starts from: with frozen statistics, the running averages (e.g.
         # ImageNet's); otherwise trainable BatchNorm layers on batch statistics
