@@ -17,6 +17,13 @@ torch.set_num_threads(2)
 
 
 @pytest.fixture(autouse=True)
+def _deterministic_algorithms_restored():
+    """A run with deterministic=True switches torch's process-wide flag on; later tests start from it off."""
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_data_root(tmp_path_factory, monkeypatch):
     """Caches go to a temp dir unless a test sets CIFARLAB_DATA itself; CIFARLAB_DATASET never leaks in."""
     monkeypatch.setenv("CIFARLAB_DATA", str(tmp_path_factory.getbasetemp() / "data"))

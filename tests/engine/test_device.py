@@ -71,3 +71,12 @@ def test_a_cpu_run_records_the_allocator_it_ran_with(tmp_path):
         "out": str(tmp_path), "progress": "off", "embed_samples": 0}))
     resolved = json.loads((res.path / "config.json").read_text())["resolved"]
     assert resolved["cpu_allocator"] == allocator_state() != "default"
+
+
+def test_a_deterministic_run_does_not_leave_deterministic_algorithms_on_for_the_next():
+    from cifarlab.engine.device import seed_everything
+
+    seed_everything(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    seed_everything(0, deterministic=False)
+    assert not torch.are_deterministic_algorithms_enabled()

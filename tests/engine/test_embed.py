@@ -85,7 +85,8 @@ def test_cpu_embedding_runs_in_timed_slices_with_the_same_outputs_and_whole_batc
     assert model.sizes == [700]
     model.sizes.clear()
     sliced = embed(model, x, 1024, torch.device("cpu"))
-    assert model.sizes == [64, 256, 380]  # the trial's first round (64, 256, the whole batch), cut at its end
+    # the trial: two rounds of (64, 256), then the faster of them for the rest, cut at the batch's end
+    assert model.sizes[:4] == [64, 256, 64, 256] and all(r in (64, 256) for r in model.sizes[4:-1])
     assert sum(model.sizes) == 700 and torch.allclose(sliced, whole, atol=1e-5)
     model.sizes.clear()
     embed(model, x, 300, torch.device("cpu"), pad=False)  # batch statistics: the caller's batches reach fn whole

@@ -63,5 +63,5 @@ def test_the_lp_ft_probe_on_batch_statistics_is_never_padded(tmp_path, monkeypat
     monkeypatch.setattr(linear_eval, "embed", recording)
     over = {**BASE, **RECIPES["finetune"], "out": str(tmp_path / "runs"), "epochs": 1}
     s = api.train(api.make_config("finetune", overrides=over)).summary
-    assert s["norm_stats"] == "train" and s["head_init"] == "probe"
+    assert s["norm_stats"] == "train" and s["head_init"] == "linear"
     assert seen and all(p is False for p in seen), seen

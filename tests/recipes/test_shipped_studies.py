@@ -131,8 +131,8 @@ def test_every_shipped_study_runs_end_to_end(study, tmp_path, weight_files):
         if run.recipe == "partial" and run.keys.get("model") in PARTIAL_BLOCKS:
             assert s["trainable_blocks"] == PARTIAL_BLOCKS[run.keys["model"]], run.name
         if run.recipe in ("partial", "finetune"):
-            head = run.keys.get("head_init", "probe")
-            assert s["head_init"] == head and (("head_init_s" in s) == (head == "probe")), run.name
+            head = run.keys.get("head_init", "linear")
+            assert s["head_init"] == head and (("head_init_s" in s) == (head == "linear")), run.name
         if cfg.get("weights", "").endswith(".pth"):
             assert s["weights"] == cfg["weights"]
         init = run.keys.get("init", "")

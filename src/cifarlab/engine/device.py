@@ -52,7 +52,9 @@ def seed_everything(seed: int, deterministic: bool = False, cudnn_benchmark: boo
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    # set either way: the switch is process-wide, and a deterministic run must not leave it on for the next run of
+    # a study (or a test) that did not ask for it
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     torch.backends.cudnn.benchmark = cudnn_benchmark and not deterministic
 
 
