@@ -86,7 +86,8 @@ def main() -> None:
     now_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True).stdout.strip()
     before, now = arms(out / "before"), arms(out / "now")
-    print(f"study {args.study} of {args.before}; before = {args.before}'s code ({walls['before']:.0f} s), "
+    what = args.study_file or f"{args.study} of {args.before}"
+    print(f"study {what}; before = {args.before}'s code ({walls['before']:.0f} s), "
           f"now = {now_commit}'s code ({walls['now']:.0f} s); test accuracy %, mean ± sd over seeds")
     print("| arm | before | now | now - before | Welch p |")
     print("|---|---|---|---|---|")
