@@ -51,3 +51,13 @@ def folder(tmp_path) -> Path:
 
 def needs_cifar():
     return pytest.mark.skipif(not CIFAR_PNG.is_file(), reason=f"{CIFAR_PNG} not present")
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

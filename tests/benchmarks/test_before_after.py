@@ -1,22 +1,13 @@
 """benchmarks/before_after.py: arms are run names without their seed suffix, only complete runs count, and the
 table's cells are mean ± sd (n) of the summaries' accuracies."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "before_after.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("before_after", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_arms_group_seeds_and_skip_failed_runs(tmp_path):
-    ba = _load()
+    ba = load_benchmark("before_after")
     for name, status, acc in (("linear-lite0-s0", "complete", 0.5), ("linear-lite0-s1", "complete", 0.6),
                               ("linear-lite0-s2", "failed", None), ("rotation-cnn_small", "complete", 0.25),
                               ("supcon-x-s0", "complete", None)):

@@ -1,25 +1,17 @@
 """benchmarks/linear_probe.py: the plain script's figures are read off its own output, the cifarlab side runs the
 user's command and its figures come from that run's summary.json; the ratio and the target follow from them."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "linear_probe.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("linear_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_parse_anchor_reads_the_last_result_line_and_refuses_output_without_one():
-    lp = _load()
+    lp = load_benchmark("linear_probe")
     out = ("warming up\nanchor lite0+logreg 500/class 128px: test_acc=79.25% decode_s=15 feature_s=140 fit_s=11.2 "
            "total_s=167\n")
     assert lp.parse_anchor(out) == (79.25, 167.0)
@@ -28,7 +20,7 @@ def test_parse_anchor_reads_the_last_result_line_and_refuses_output_without_one(
 
 
 def test_compare_meets_the_target_only_when_faster_enough_and_not_less_accurate():
-    lp = _load()
+    lp = load_benchmark("linear_probe")
     script = {"wall_s": 100.0, "test_acc": 80.0}
     assert lp.compare(script, {"wall_s": 80.0, "test_acc": 80.0}) == {"ratio": 0.8, "meets_target": True}
     assert not lp.compare(script, {"wall_s": 81.0, "test_acc": 90.0})["meets_target"]
@@ -40,7 +32,7 @@ def test_both_sides_run_and_the_cifarlab_figures_come_from_its_run(tmp_path, mon
     process, so the test does not pay a second interpreter's imports)."""
     from cifarlab import cli
 
-    lp = _load()
+    lp = load_benchmark("linear_probe")
     anchor = tmp_path / "anchor.py"
     anchor.write_text("import sys\nprint(f'anchor: test_acc=12.50% decode_s=0 fit_s=0.0 total_s=3 ({sys.argv[1]})')\n")
     real_timed, commands, summaries = lp.timed, [], []

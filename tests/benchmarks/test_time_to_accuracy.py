@@ -1,24 +1,16 @@
 """benchmarks/time_to_accuracy.py: the seeds' mean ± sd comes from the timed runs' own summaries, and the warm-up
 run is trained but never counted."""
 
-import importlib.util
 import json
 import statistics
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "time_to_accuracy.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_mean_and_spread_over_the_timed_seeds_only(tmp_path, capsys):
     out = tmp_path / "runs"
-    rc = _load().main(["--dataset", "synthetic:10:60:30", "--out", str(out), "--seeds", "0,1", "--label", "t",
+    t2a = load_benchmark("time_to_accuracy")
+    rc = t2a.main(["--dataset", "synthetic:10:60:30", "--out", str(out), "--seeds", "0,1", "--label", "t",
                        "--target", "0.999", "--set", "model=cnn_small", "--set", "epochs=1", "--set", "image_size=16",
                        "--set", "embed_samples=0"])
     assert rc == 0

@@ -83,7 +83,7 @@ def figure_owners(runs: list[Run], figures: str = "first-seed") -> dict[str, str
 
     owners: dict[str, str] = {}
     complete = [r for r in runs if r.status == "complete"]
-    for group in group_by(complete, lambda r: (variant(r), str(r.key("init") or ""), r.status)).values():
+    for group in group_by(complete, lambda r: (variant(r), str(r.key("init") or ""))).values():
         first = min(group, key=lambda r: (r.key("seed") if isinstance(r.key("seed"), int) else 0, r.name))
         owners.update({str(r.path): "" if r is first else first.name for r in group})
     return {str(r.path): owners.get(str(r.path), "") for r in runs}
