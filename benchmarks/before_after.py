@@ -5,10 +5,17 @@ Issue 23 asks that the run-context redesign leave the figures as they were, with
 out ``--before`` into a temporary git worktree, runs that commit's own study file (``--study``, a path inside the
 repository) with the old code and then the same file with this checkout's code, each in its own process with its
 own data root, and prints one row per arm: test accuracy mean ± sd over the seeds (n), both sides, their difference
-and Welch's p (``scipy.stats.ttest_ind(equal_var=False)``) where each side has 3 seeds or more.
+and Welch's p (``scipy.stats.ttest_ind(equal_var=False)``) where each side has 3 seeds or more; then the mean
+seconds of work per run (the summaries' ``train_time_s`` + ``embed_time_s``) on both sides and their ratio. The
+sides run one after the other, each alone on the machine, so the seconds are comparable.
 
     CIFARLAB_DATASET=folder:../shared/datasets/cifar10-png.tar.gz \\
         python benchmarks/before_after.py --before 96be85b --study configs/studies/quick.toml [--out /tmp/ba]
+
+Where there is no git history (the GPU machine), ``--before-src`` names the old ``src`` folder, or a ``.tar.gz``
+of it such as ``git archive --format=tar.gz 96be85b src`` makes; ``--before`` is then only its label, and
+``--study-file`` names the study (benchmarks/gpu_check.sh's ``beforeafter`` mode). Other PYTHONPATH entries (weight
+packages) are kept on both sides; only this checkout's ``src`` is swapped out.
 
 Arms are grouped by run name with the ``-s<seed>`` suffix removed. A key this checkout no longer accepts makes its
 side fail with the config error (the old file is then edited by hand and passed as ``--study-file``).
@@ -24,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -32,24 +40,61 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = re.compile(r"-s\d+$")
 
 
+def python_path(src: Path) -> str:
+    """PYTHONPATH with ``src`` first and this checkout's ``src`` left out (weight packages on it stay)."""
+    mine = (REPO / "src").resolve()
+    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != mine]
+    return os.pathsep.join([str(src), *kept])
+
+
 def run_study(src: Path, study: Path, out: Path, data: Path) -> float:
-    """``cifarlab study`` with the package at ``src``; returns its wall seconds."""
-    env = {**os.environ, "PYTHONPATH": str(src), "CIFARLAB_DATA": str(data)}
+    """``cifarlab study`` with the package at ``src``, its output in ``out.log``; returns its wall seconds. A study
+    that fails is reported with its log's tail and the other side still runs."""
+    env = {**os.environ, "PYTHONPATH": python_path(src), "CIFARLAB_DATA": str(data)}
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "cifarlab.cli", "study", str(study), "--out", str(out)], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    with open(out.with_suffix(".log"), "w") as log:
+        command = [sys.executable, "-m", "cifarlab.cli", "study", str(study), "--out", str(out), "--no-report"]
+        rc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc:
+        tail = out.with_suffix(".log").read_text().splitlines()[-8:]
+        print(f"{out.name}: cifarlab study exited {rc}:", *tail, sep="\n  ", file=sys.stderr)
     return time.perf_counter() - t0
 
 
-def arms(out: Path) -> dict[str, list[float]]:
-    """Run name without its seed suffix -> test accuracies (%) of its complete runs."""
+def arms(out: Path, key: str = "accuracy") -> dict[str, list[float]]:
+    """Run name without its seed suffix -> test accuracies (%) of its complete runs, or with ``key="seconds"``
+    their seconds of work: ``train_time_s`` plus ``embed_time_s`` where the run embedded (runs without
+    ``train_time_s`` are left out)."""
     found: dict[str, list[float]] = {}
     for summary in sorted(out.glob("*/summary.json")):
         s = json.loads(summary.read_text())
-        acc = s.get("test_acc", s.get("linear_acc"))
-        if s.get("status") == "complete" and acc is not None:
-            found.setdefault(SEED.sub("", summary.parent.name), []).append(100 * acc)
+        if key == "seconds":  # the run's work: training, plus the frozen embeddings where it computed them
+            value = None if s.get("train_time_s") is None else s["train_time_s"] + s.get("embed_time_s", 0.0)
+        else:
+            acc = s.get("test_acc", s.get("linear_acc"))
+            value = None if acc is None else 100 * acc
+        if s.get("status") == "complete" and value is not None:
+            found.setdefault(SEED.sub("", summary.parent.name), []).append(value)
     return found
+
+
+def before_tree(args: argparse.Namespace, out: Path) -> tuple[Path, Path | None]:
+    """The old code's ``src`` and, where a worktree was made for it, the worktree (to remove)."""
+    if not args.before_src:
+        tree = Path(tempfile.mkdtemp(prefix="before-", dir=out))
+        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), args.before], cwd=REPO, check=True,
+                       capture_output=True)
+        return tree / "src", tree
+    given = Path(args.before_src)
+    if given.is_dir():
+        return given.resolve(), None
+    unpacked = out / "src-before"
+    with tarfile.open(given) as tar:
+        tar.extractall(unpacked, filter="data")
+    found = [p.parent for p in unpacked.rglob("cifarlab/__init__.py")]
+    if len(found) != 1:
+        sys.exit(f"--before-src {given}: expected one cifarlab package in it, found {len(found)}")
+    return found[0], None
 
 
 def cell(values: list[float] | None) -> str:
@@ -61,9 +106,12 @@ def cell(values: list[float] | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--before", required=True, help="the earlier commit")
+    ap.add_argument("--before", required=True, help="the earlier commit (only a label with --before-src)")
+    ap.add_argument("--before-src", default="", help="the earlier code's src folder or a .tar.gz of it, instead "
+                    "of a git worktree of --before")
     ap.add_argument("--study", default="configs/studies/quick.toml", help="the study file inside that commit")
     ap.add_argument("--study-file", default="", help="run this file on both sides instead (an edited copy)")
+    ap.add_argument("--now", default="", help="label of this checkout's code; '' = its git commit")
     ap.add_argument("--out", default="/tmp/before-after")
     args = ap.parse_args()
     from scipy import stats
@@ -71,26 +119,34 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    tree = Path(tempfile.mkdtemp(prefix="before-", dir=out))
-    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(tree), args.before], cwd=REPO, check=True,
-                   capture_output=True)
+    if args.before_src and not args.study_file:
+        sys.exit("--before-src needs --study-file (there is no commit to take --study from)")
+    src, tree = before_tree(args, out)
     try:
         study = Path(args.study_file).resolve() if args.study_file else out / "study.toml"
         if not args.study_file:
-            shutil.copy(tree / args.study, study)
-        walls = {"before": run_study(tree / "src", study, out / "before", out / "data-before"),
+            shutil.copy(src.parent / args.study, study)
+        walls = {"before": run_study(src, study, out / "before", out / "data-before"),
                  "now": run_study(REPO / "src", study, out / "now", out / "data-now")}
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False,
-                       capture_output=True)
-    now_commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True).stdout.strip()
-    before, now = arms(out / "before"), arms(out / "now")
+        if tree is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False,
+                           capture_output=True)
+    now_commit = args.now or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                            text=True).stdout.strip() or "this checkout"
     what = args.study_file or f"{args.study} of {args.before}"
     print(f"study {what}; before = {args.before}'s code ({walls['before']:.0f} s), "
-          f"now = {now_commit}'s code ({walls['now']:.0f} s); test accuracy %, mean ± sd over seeds")
-    print("| arm | before | now | now - before | Welch p |")
-    print("|---|---|---|---|---|")
+          f"now = {now_commit}'s code ({walls['now']:.0f} s); test accuracy %, mean ± sd over seeds; "
+          "seconds of work per run (training + embedding), mean")
+    for row in table(arms(out / "before"), arms(out / "now"), arms(out / "before", "seconds"),
+                     arms(out / "now", "seconds"), stats):
+        print(row)
+
+
+def table(before: dict, now: dict, before_s: dict, now_s: dict, stats) -> list[str]:
+    """The markdown rows: accuracy both sides, difference, Welch p, then seconds of work and their ratio."""
+    rows = ["| arm | before | now | now - before | Welch p | work s before | work s now | now / before |",
+            "|---|---|---|---|---|---|---|---|"]
     for arm in sorted(set(before) | set(now)):
         b, n = before.get(arm), now.get(arm)
         diff = f"{statistics.mean(n) - statistics.mean(b):+.2f}" if b and n else "–"
@@ -98,7 +154,12 @@ def main() -> None:
         if b and n and len(b) >= 3 and len(n) >= 3:
             test = stats.ttest_ind(n, b, equal_var=False)
             p = "–" if test.pvalue != test.pvalue else f"{test.pvalue:.3f}"  # nan: no variance on either side
-        print(f"| {arm} | {cell(b)} | {cell(n)} | {diff} | {p} |")
+        sb, sn = before_s.get(arm), now_s.get(arm)
+        mb, mn = (statistics.mean(sb) if sb else None), (statistics.mean(sn) if sn else None)
+        ratio = f"{mn / mb:.2f}x" if mb and mn else "–"
+        rows.append(f"| {arm} | {cell(b)} | {cell(n)} | {diff} | {p} | {'–' if mb is None else f'{mb:.1f}'} | "
+                    f"{'–' if mn is None else f'{mn:.1f}'} | {ratio} |")
+    return rows
 
 
 if __name__ == "__main__":

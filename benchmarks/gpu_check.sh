@@ -33,6 +33,14 @@
 #          (configs/studies/course/rotnet.toml: rotation, last block and whole network, from rotation and random):
 #            TOTAL=60 bash benchmarks/gpu_check.sh rotnet1          carry gpu-data/cifar10-webp-1.tar.gz, timeout_s 90
 #            TOTAL=585 bash benchmarks/gpu_check.sh rotnet          carry gpu-data/cifar10-webp-2.tar.gz, timeout_s 600
+#   beforeafter (issue 23): two GPU-check steps (scratch fast preset, lite0 linear probe; 3 seeds) by the code before
+#          the run-context redesign and by this checkout's, one side after the other (benchmarks/before_after.py,
+#          study benchmarks/before_after_gpu.toml, ~6 min); the table goes to $OUT/beforeafter.md:
+#            TOTAL=60 bash benchmarks/gpu_check.sh beforeafter1     carry gpu-data/cifar10-webp-1.tar.gz and
+#                                                                   .gpu/before-src.tgz, timeout_s 90
+#            TOTAL=585 bash benchmarks/gpu_check.sh beforeafter     carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site
+#                                                                   (lite0), timeout_s 600
+#          here, once: `git archive --format=tar.gz -o .gpu/before-src.tgz 96be85b src` (BEFORE=96be85b labels it)
 # STUDY_SET="epochs=1 max_steps_per_epoch=2 ..." sets keys on every run of a study mode, and CL_DATASET=SPEC (e.g.
 # synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking, and STUDY_FILE=F replaces the mode's study:
 # a CPU smoke run of those modes' flow (the shipped studies themselves are smoke-run by
@@ -44,7 +52,7 @@
 # .gpu/site12/` (the folders are git-ignored through .git/info/exclude). Logs, summaries and a table go to $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-MODE=${1:?usage: gpu_check.sh part1|stage1|part2|curriculum1|curriculum2|curriculum|rotnet1|rotnet|screenshot}
+MODE=${1:?usage: gpu_check.sh part1|stage1|part2|curriculum1|curriculum2|curriculum|rotnet1|rotnet|beforeafter1|beforeafter|screenshot}
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 LOG=/tmp/gpu-logs; mkdir -p "$LOG"  # logs are packed into $OUT/$MODE.tgz at the end (8 files come back at most)
 SITE=/tmp/cl-site  # weight packages carried by earlier calls (a warm machine keeps /tmp between calls)
@@ -159,8 +167,12 @@ part2)  # at once after part1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu: re
   source benchmarks/gpu_full_steps.sh
   summarize $RUNS
   ;;
-curriculum1|rotnet1)  # carry gpu-data/cifar10-webp-1.tar.gz: the first part of the data
+curriculum1|rotnet1|beforeafter1)  # carry gpu-data/cifar10-webp-1.tar.gz: the first part of the data
   unpack 1 || exit 1
+  if [ "$MODE" = beforeafter1 ]; then  # and .gpu/before-src.tgz: the old code, kept in /tmp for the next call
+    cp .gpu/before-src.tgz /tmp/cl-before-src.tgz || { echo "no .gpu/before-src.tgz carried"; exit 1; }
+    echo "old code: $(tar tzf /tmp/cl-before-src.tgz | grep -c '\.py$') Python files"
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$LOG/gpu.txt"
   exit 0
   ;;
@@ -185,6 +197,16 @@ rotnet)  # at once after rotnet1; carry gpu-data/cifar10-webp-2.tar.gz: the RotN
   study rotnet "${STUDY_FILE:-configs/studies/course/rotnet.toml}" 100
   summarize $RUNS/rotnet
   cp "$RUNS/rotnet/report.html" "$OUT/rotnet-report.html" 2>/dev/null
+  ;;
+beforeafter)  # at once after beforeafter1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site (lite0)
+  unpack 2 || exit 1
+  dataset
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
+if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
+  step beforeafter $(( TOTAL - ($(date +%s) - START) - 15 )) env CIFARLAB_DATASET="$DS" python3 \
+    benchmarks/before_after.py --before "${BEFORE:-96be85b}" --before-src "${BEFORE_SRC:-/tmp/cl-before-src.tgz}" \
+    --study-file "${STUDY_FILE:-benchmarks/before_after_gpu.toml}" --now "${NOW:-this checkout}" --out $RUNS/beforeafter
+  grep -E "^(study|\|)" "$LOG/beforeafter.log" | tee "$OUT/beforeafter.md"
   ;;
 screenshot)  # here (not on the device machine): screenshot HTML PNG of a report that came back
   screenshot "${2:?usage: gpu_check.sh screenshot REPORT.html OUT.png}" "${3:?usage: gpu_check.sh screenshot REPORT.html OUT.png}"

@@ -61,3 +61,21 @@ def load_benchmark(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def stopping_fit(real_fit, at_epoch: int):
+    """A recipe's ``fit`` that stops as Ctrl-C would (KeyboardInterrupt) once epoch ``at_epoch`` has ended and its
+    checkpoint is on disk: the interrupted half of the kill/resume tests."""
+    def fit(*args, **kwargs):
+        from cifarlab.engine.fit import FitIO
+
+        def stop(epoch):
+            if epoch == at_epoch:
+                raise KeyboardInterrupt
+
+        args = list(args)
+        io = args[5] if len(args) > 5 else kwargs.pop("io")
+        args[5:6] = [FitIO(run=io.run, log=io.log, on_epoch_end=stop)]
+        return real_fit(*args, **kwargs)
+
+    return fit

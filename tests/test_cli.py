@@ -29,6 +29,8 @@ def test_a_normal_run_and_its_report_print_no_warning(tmp_path, capsys):
     assert out.out.count("complete") == 2  # one closing line per run
     import json
 
+    sx = json.loads((tmp_path / "sx" / "summary.json").read_text())
+    assert f"sx: complete test_acc {100 * sx['test_acc']:.2f}% (train {sx['train_time_s']:.1f}s)" in out.out
     keys = json.loads((tmp_path / "sx" / "config.json").read_text())["config"]
     assert (keys["preset"], keys["ema"], keys["epochs"]) == ("fast", 0.99, 2)  # the flag's preset; --epochs wins
 

@@ -11,6 +11,7 @@ from cifarlab import api, config
 from cifarlab.bench import BenchOptions
 from cifarlab.engine import distributed
 from cifarlab.errors import CifarlabError
+from cifarlab.recipes.executors import headline
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -159,11 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             cfg = api.make_config(args.recipe, args.config, _overrides(args), args.set)
             result = api.train(cfg)
-            s = result.summary
-            metric = next((f"{k} {100 * s[k]:.2f}%" for k in ("test_acc", "linear_acc", "rotation_test_acc")
-                           if isinstance(s.get(k), float)), "")
             if distributed.get().is_main:  # under torchrun, one closing line, not one per rank
-                print(f"{result.path}: {s.get('status')} {metric} (train {s.get('train_time_s', 0):.1f}s)")
+                print(f"{result.path}: {headline(result.summary)}")
         elif args.command == "report":
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
             print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress, args.figures))

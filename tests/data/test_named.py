@@ -1,8 +1,6 @@
 """ImageNette, STL-10 and CIFAR-100 by name, from fakes in their distributed layouts; the offline errors."""
 
 import re
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -12,15 +10,6 @@ from cifarlab.data import load_dataset, named
 from cifarlab.errors import DataError
 
 from tests.data.fakes import NAMES, WNIDS, md5, write_cifar100, write_imagenette, write_stl10
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    """No test here may reach the network: every download attempt fails as it does on an offline machine."""
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("offline (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ The last ones check what the recipes do with ``ImageData.notes`` (logged and rec
 import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -19,14 +17,6 @@ from tests.data.fakes import NAMES, md5, write_imagenette, write_stl10
 
 BASE = {"model": "cnn_small", "epochs": 1, "batch_size": 8, "lr": 0.05, "embed_samples": 9, "progress": "off",
         "tta": "off"}
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("offline (test)")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
 @pytest.fixture

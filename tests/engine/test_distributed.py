@@ -12,6 +12,8 @@ import torch.multiprocessing as mp
 from cifarlab import api
 from cifarlab.engine import checkpoint
 
+from tests.conftest import stopping_fit
+
 CFG = {"dataset": "synthetic:4:32:8", "model": "cnn_small_gn", "image_size": 16, "epochs": 2, "batch_size": 16,
        "lr": 0.05, "augment": "none", "progress": "off", "embed_samples": 10, "num_threads": 1}
 
@@ -61,21 +63,7 @@ def _interrupted_worker(rank: int, world: int, port: int, overrides: dict) -> No
     _init(rank, world, port)
     import cifarlab.recipes.scratch as scratch
 
-    real_fit = scratch.fit
-
-    def fit_stopping_after_epoch_1(*args, **kwargs):
-        def stop(epoch):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
-        from cifarlab.engine.fit import FitIO
-
-        args = list(args)
-        io = args[5] if len(args) > 5 else kwargs.pop("io")
-        args[5:6] = [FitIO(run=io.run, log=io.log, on_epoch_end=stop)]
-        return real_fit(*args, **kwargs)
-
-    scratch.fit = fit_stopping_after_epoch_1
+    scratch.fit = stopping_fit(scratch.fit, at_epoch=1)
     try:
         api.train(api.make_config("scratch", overrides=overrides))
     except KeyboardInterrupt:

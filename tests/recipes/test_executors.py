@@ -5,27 +5,14 @@ import json
 
 import pytest
 import torch
-from mini_study import HEADER
+from mini_study import rotation_then_finetune
 
 from cifarlab.engine import checkpoint
 from cifarlab.errors import CifarlabError
 from cifarlab.recipes import executors
 from cifarlab.recipes.study import run_study
 
-STUDY = HEADER + """
-[[runs]]
-recipe = "rotation"
-name = "rot-s{seed}"
-seeds = [0, 1]
-
-[[runs]]
-recipe = "finetune"
-init = "@rot-s{seed}"
-name = "ft-s{seed}"
-series = "rotation + finetune"
-per_class = 5
-seeds = [0, 1]
-"""
+STUDY = rotation_then_finetune("ft-s{seed}", "5")
 NAMES = ["rot-s0", "rot-s1", "ft-s0", "ft-s1"]
 
 

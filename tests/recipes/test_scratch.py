@@ -10,6 +10,8 @@ from cifarlab import api
 from cifarlab.engine import checkpoint
 from cifarlab.errors import CifarlabError, DataError, TrainingDiverged
 
+from tests.conftest import stopping_fit
+
 BASE = {"dataset": "synthetic:10:60:30", "model": "cnn_small", "epochs": 3, "batch_size": 32, "lr": 0.05,
         "image_size": 16, "embed_samples": 50}
 
@@ -41,20 +43,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     import cifarlab.recipes.scratch as scratch
 
     real_fit = scratch.fit
-
-    def interrupted_fit(*args, **kwargs):
-        def stop(epoch):
-            if epoch == 2:
-                raise KeyboardInterrupt
-
-        from cifarlab.engine.fit import FitIO
-
-        args = list(args)
-        io = args[5] if len(args) > 5 else kwargs.pop("io")
-        args[5:6] = [FitIO(run=io.run, log=io.log, on_epoch_end=stop)]
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(scratch, "fit", interrupted_fit)
+    monkeypatch.setattr(scratch, "fit", stopping_fit(real_fit, at_epoch=2))
     with pytest.raises(KeyboardInterrupt):
         api.train(_cfg(tmp_path, name="cut", deterministic=True))
     cut_dir = tmp_path / "runs" / "cut"

@@ -1,26 +1,13 @@
 import json
 
 import pytest
-from mini_study import HEADER
+from mini_study import rotation_then_finetune
 
 from cifarlab import api
 from cifarlab.errors import ConfigError
 from cifarlab.recipes.study import load_study
 
-STUDY = HEADER + """
-[[runs]]
-recipe = "rotation"
-name = "rot-s{seed}"
-seeds = [0, 1]
-
-[[runs]]
-recipe = "finetune"
-init = "@rot-s{seed}"
-name = "ft-pc{per_class}-s{seed}"
-series = "rotation + finetune"
-per_class = [5, 10]
-seeds = [0, 1]
-"""
+STUDY = rotation_then_finetune("ft-pc{per_class}-s{seed}", "[5, 10]")
 
 
 def test_study_runs_skips_complete_and_resumes(tmp_path, capsys):

@@ -156,7 +156,7 @@ def group_by(runs: list[Run], key) -> dict[tuple, list[Run]]:
 
 # config keys that do not change what a run measures: runs equal in everything else are seeds of one arm
 NOT_A_VARIANT = {"seed", "name", "out", "init", "resume", "overwrite", "progress", "data_root", "num_threads",
-                 "embed_samples", "eval_batch_size", "series", "reference", "arm"}
+                 "embed_samples", "eval_batch_size", "series", "reference", "arm", "cpu_allocator"}
 
 
 def variant(run: Run) -> tuple:

@@ -23,6 +23,15 @@ def started_from(run: Run) -> str | None:
     return str(value) if isinstance(value, str) and value else None
 
 
+def parts(run: Run) -> tuple[str, str] | None:
+    """``started_from`` split at its first colon (``("none", "")`` for random init); None where unrecorded."""
+    value = started_from(run)
+    if value is None:
+        return None
+    head, _, rest = value.partition(":")
+    return head, rest
+
+
 class Origins:
     """Resolves a run's start to a kind, looking up ``init:<run dir>`` among the reported runs (or on disk)."""
 
@@ -51,13 +60,11 @@ class Origins:
 
     def kind(self, run: Run) -> str:
         """imagenet | file | none | rotation | init:<recipe of the source run, or 'unknown'> | unrecorded."""
-        value = started_from(run)
-        if value is None:
+        split = parts(run)
+        if split is None:
             return UNRECORDED
-        if value == "none":
-            return "none"
-        head, _, rest = value.partition(":")
-        if head in ("imagenet", "file"):
+        head, rest = split
+        if split == ("none", "") or head in ("imagenet", "file"):
             return head
         if head == "init":
             recipe = self.source_recipe(rest)
@@ -68,16 +75,16 @@ class Origins:
 def label(run: Run) -> str:
     """The report's ``init`` column: 'ImageNet (torchvision IMAGENET1K_V1)', 'given weights (w.pt)', 'random init',
     'init: <run name>' or 'unrecorded'."""
-    value = started_from(run)
-    if value is None:
+    split = parts(run)
+    if split is None:
         return UNRECORDED
-    if value == "none":
+    head, rest = split
+    if split == ("none", ""):
         return "random init"
-    head, _, rest = value.partition(":")
     if head == "imagenet":
         return f"ImageNet ({rest})" if rest else "ImageNet"
     if head == "file":
         return f"given weights ({Path(rest).name})"
     if head == "init":
         return f"init: {Path(rest).name}"
-    return f"{UNRECORDED} ({value})"
+    return f"{UNRECORDED} ({started_from(run)})"
