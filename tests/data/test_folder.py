@@ -44,6 +44,27 @@ def test_tar_gz_matches_directory(folder, tmp_path):
     assert a.classes == b.classes and (a.train_x == b.train_x).all() and (a.test_y == b.test_y).all()
 
 
+def test_tar_in_one_top_folder_skips_hidden_and_non_image_members(folder, tmp_path):
+    """The archive is read in one pass: a wrapping folder, macOS metadata, hidden files and a README beside the
+    images change nothing."""
+    archive = tmp_path / "wrapped.tar.gz"
+    junk = tmp_path / "junk"
+    (junk / "__MACOSX" / "train").mkdir(parents=True)
+    (junk / "__MACOSX" / "train" / "x.png").write_bytes(b"not an image")
+    (junk / "README.txt").write_text("about")
+    (junk / ".hidden.png").write_bytes(b"not an image")
+    with tarfile.open(archive, "w:gz") as tf:
+        for part in ("train", "test"):
+            tf.add(folder / part, arcname=f"top/{part}")
+        tf.add(junk / "__MACOSX", arcname="top/__MACOSX")
+        tf.add(junk / "README.txt", arcname="top/README.txt")
+        tf.add(junk / ".hidden.png", arcname="top/train/cat/.hidden.png")
+    a = load_dataset(f"folder:{folder}", tmp_path / "r1")
+    b = load_dataset(f"folder:{archive}", tmp_path / "r2")
+    assert a.classes == b.classes and (a.train_x == b.train_x).all() and (a.test_x == b.test_x).all()
+    assert (a.train_y == b.train_y).all() and len(b.train_x) == len(a.train_x)
+
+
 def test_mixed_sizes_and_modes_are_converted(tmp_path):
     root = tmp_path / "ds"
     for split in ("train", "test"):
