@@ -87,6 +87,9 @@ class RunConfig:
     optimizer: str = opt("sgd", "optimizer: sgd (momentum, Nesterov), adam (torch.optim.Adam, L2 weight decay), adamw "
                                 "(decoupled weight decay) or muon (torch.optim.Muon for conv/linear weight matrices, "
                                 "SGD momentum for the rest)", choices=("sgd", "adam", "adamw", "muon"))
+    muon_lr_scale: float = opt(1.0, "optimizer = muon: the Muon-updated weights train at lr x this (an orthogonalised "
+                               "step's useful rate differs from SGD's; the rest and the head keep lr)", lo=0.0,
+                               lo_open=True, hi=1000.0)
     momentum: float = opt(0.9, "SGD/Muon momentum, Adam/AdamW beta1", lo=0.0, hi=0.999)
     nesterov: bool = opt(True, "Nesterov momentum (SGD)")
     weight_decay: float = opt(5e-4, "weight decay (never applied to norms and biases)", lo=0.0, hi=1.0)

@@ -122,3 +122,16 @@ def test_a_state_dict_of_another_optimizer_is_refused():
     with pytest.raises(ValueError, match="not a MuonSGD state dict"):
         opt.load_state_dict(sgd.state_dict())
     assert isinstance(opt, MuonSGD)
+
+
+def test_the_muon_lr_scale_key_reaches_the_run_and_its_record(tmp_path):
+    """`muon_lr_scale` (a config key) multiplies the Muon-updated weights' rate in a real run, and the summary's
+    `lr_groups` lists Muon's part of the trunk beside its SGD part."""
+    from cifarlab import api
+
+    cfg = api.make_config("scratch", overrides={
+        "dataset": "synthetic:4:24:8", "model": "cnn_small", "image_size": 16, "epochs": 1, "batch_size": 16,
+        "lr": 0.05, "optimizer": "muon", "muon_lr_scale": 4.0, "progress": "off", "embed_samples": 8,
+        "out": str(tmp_path), "name": "m"})
+    rates = api.train(cfg).summary["lr_groups"]
+    assert rates["trunk (muon)"] == pytest.approx(4 * rates["trunk"]) and rates["head"] == pytest.approx(0.05)

@@ -57,17 +57,20 @@ def trunk_and_head_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def group_rates(groups: list[dict], peak_lr: float) -> dict[str, float]:
-    """The peak rate every named parameter group trains at: ``{"head": 0.001, "layer4": 0.0001}``."""
-    return {str(g.get("name", f"group{i}")): peak_lr * g.get("lr_scale", 1.0) for i, g in enumerate(groups)}
+    """The peak rate every named parameter group trains at: ``{"head": 0.001, "layer4": 0.0001}``; Muon's part of
+    a group is listed as ``"<name> (muon)"`` beside its SGD part."""
+    return {str(g.get("name", f"group{i}")) + (" (muon)" if g.get("muon") else ""): peak_lr * g.get("lr_scale", 1.0)
+            for i, g in enumerate(groups)}
 
 
-def make_optimizer(groups: list[dict], name: str, momentum: float, nesterov: bool, fused: bool = False
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(groups: list[dict], name: str, momentum: float, nesterov: bool, fused: bool = False,
+                   muon_lr_scale: float = 1.0) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov), Adam, AdamW or Muon (``name``) over ``groups``. The loop sets every
     group's rate each step (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
 
     ``fused`` updates all parameters in one kernel instead of torch's default multi-tensor (foreach) launches; it
-    measured no faster for ResNet18 on an H100 (docs/results.md), so it is off unless asked for."""
+    measured no faster for ResNet18 on an H100 (docs/results.md), so it is off unless asked for. ``muon_lr_scale``
+    multiplies the rate of the weights Muon updates (config key ``muon_lr_scale``)."""
     if name == "sgd":
         return torch.optim.SGD(groups, lr=1e-3, momentum=momentum, nesterov=nesterov and momentum > 0,
                                fused=fused or None)
@@ -76,7 +79,7 @@ def make_optimizer(groups: list[dict], name: str, momentum: float, nesterov: boo
     if name == "muon":
         from cifarlab.engine.muon import make_muon
 
-        return make_muon(groups, momentum, nesterov)
+        return make_muon(groups, momentum, nesterov, muon_lr_scale)
     return torch.optim.AdamW(groups, lr=1e-3, betas=(momentum, 0.999), fused=fused or None)
 
 

@@ -36,7 +36,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     augment = augmentation(ctx)
     task = Rotation(augment, cfg.label_smoothing)
     optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
-                               cfg.nesterov)
+                               cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
     result = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()
     test = evaluate(fwd, task, loaded.test_x, loaded.test_y, cfg.eval_batch_size, ctx.resolved.amp, device=ctx.device)

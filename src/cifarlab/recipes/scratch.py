@@ -31,7 +31,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
     optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
-                               cfg.nesterov)
+                               cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
     result = fit(model, Classification(augment, cfg.label_smoothing), ctx.loaded.train, optimizer,
                  fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()

@@ -69,7 +69,7 @@ def run(ctx: RunContext, backbone: Backbone) -> dict[str, Any]:
                     "name": "online_probe"}]
         extra["online_probe"] = ("linear head on detached encoder features (the train_acc/val_acc columns); its "
                                  "cross-entropy is not part of the validation loss that selects the epoch")
-    optimizer = make_optimizer(groups, cfg.optimizer, cfg.momentum, cfg.nesterov)
+    optimizer = make_optimizer(groups, cfg.optimizer, cfg.momentum, cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
     if cfg.epochs:
         pretrain = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx),
                        forward_model=fwd)

@@ -226,7 +226,8 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
             model.head.bias.copy_(head.bias)
         extra["head_init_s"] = round(time.perf_counter() - t0, 3)
     extra["head_init"] = cfg.head_init if regime != "linear" else "trained"
-    optimizer = make_optimizer(optimizer_groups(model, cfg), cfg.optimizer, cfg.momentum, cfg.nesterov)
+    optimizer = make_optimizer(optimizer_groups(model, cfg), cfg.optimizer, cfg.momentum, cfg.nesterov,
+                               muon_lr_scale=cfg.muon_lr_scale)
     trained, forward, scaler = model, fwd, None
     if regime == "linear":  # the one protocol re-running the frozen backbone: standardised features, then the head
         emb = embed_split(ctx, lambda x: model.forward_features(augment.eval(x)), with_test=False)
