@@ -6,8 +6,10 @@ out ``--before`` into a temporary git worktree, runs that commit's own study fil
 repository) with the old code and then the same file with this checkout's code, each in its own process with its
 own data root, and prints one row per arm: test accuracy mean ± sd over the seeds (n), both sides, their difference
 and Welch's p (``scipy.stats.ttest_ind(equal_var=False)``) where each side has 3 seeds or more; then the mean
-seconds of work per run (the summaries' ``train_time_s`` + ``embed_time_s``) on both sides and their ratio. The
-sides run one after the other, each alone on the machine, so the seconds are comparable.
+seconds of work per run (the summaries' ``train_time_s`` + ``embed_time_s``, or the embedding cache's read where a
+run found it cached) on both sides and their ratio. The sides run one after the other, each alone on the machine,
+so the seconds are comparable. Each side first checks that ``import cifarlab`` loads its own ``src`` (not an
+installed copy), and the script exits non-zero, after the table, when a side's study did not complete.
 
     CIFARLAB_DATASET=folder:../shared/datasets/cifar10-png.tar.gz \\
         python benchmarks/before_after.py --before 96be85b --study configs/studies/quick.toml [--out /tmp/ba]
@@ -47,10 +49,24 @@ def python_path(src: Path) -> str:
     return os.pathsep.join([str(src), *kept])
 
 
-def run_study(src: Path, study: Path, out: Path, data: Path) -> float:
-    """``cifarlab study`` with the package at ``src``, its output in ``out.log``; returns its wall seconds. A study
-    that fails is reported with its log's tail and the other side still runs."""
+def imported_from(env: dict[str, str]) -> Path:
+    """The folder ``import cifarlab`` loads the package from under ``env``."""
+    done = subprocess.run([sys.executable, "-c", "import cifarlab; print(cifarlab.__file__)"], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"cannot import cifarlab with PYTHONPATH={env['PYTHONPATH']}: {done.stderr.strip()[-300:]}")
+    return Path(done.stdout.strip()).resolve().parent
+
+
+def run_study(src: Path, study: Path, out: Path, data: Path) -> tuple[float, int]:
+    """``cifarlab study`` with the package at ``src`` (checked: the import must load it from there, not from an
+    installed copy), its output in ``out.log``; returns its wall seconds and exit status. A study that fails is
+    reported with its log's tail and the other side still runs."""
     env = {**os.environ, "PYTHONPATH": python_path(src), "CIFARLAB_DATA": str(data)}
+    package = imported_from(env)
+    if package != (src / "cifarlab").resolve():
+        sys.exit(f"{out.name}: `import cifarlab` loads {package}, not {src / 'cifarlab'}")
+    print(f"{out.name}: the package from {package}", flush=True)
     t0 = time.perf_counter()
     with open(out.with_suffix(".log"), "w") as log:
         command = [sys.executable, "-m", "cifarlab.cli", "study", str(study), "--out", str(out), "--no-report"]
@@ -58,18 +74,20 @@ def run_study(src: Path, study: Path, out: Path, data: Path) -> float:
     if rc:
         tail = out.with_suffix(".log").read_text().splitlines()[-8:]
         print(f"{out.name}: cifarlab study exited {rc}:", *tail, sep="\n  ", file=sys.stderr)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, rc
 
 
 def arms(out: Path, key: str = "accuracy") -> dict[str, list[float]]:
     """Run name without its seed suffix -> test accuracies (%) of its complete runs, or with ``key="seconds"``
-    their seconds of work: ``train_time_s`` plus ``embed_time_s`` where the run embedded (runs without
-    ``train_time_s`` are left out)."""
+    the seconds each run spent working: ``train_time_s`` plus its embedding (``embed_time_s``), where a run that
+    found its embeddings cached counts the read (``embed_read_s``): this checkout's ``embed_time_s`` on a cache hit
+    is the cost the cache saved, 96be85b's the read. Runs without ``train_time_s`` are left out."""
     found: dict[str, list[float]] = {}
     for summary in sorted(out.glob("*/summary.json")):
         s = json.loads(summary.read_text())
-        if key == "seconds":  # the run's work: training, plus the frozen embeddings where it computed them
-            value = None if s.get("train_time_s") is None else s["train_time_s"] + s.get("embed_time_s", 0.0)
+        if key == "seconds":
+            embed = s.get("embed_read_s" if s.get("embedding_cache") == "hit" else "embed_time_s", 0.0)
+            value = None if s.get("train_time_s") is None else s["train_time_s"] + embed
         else:
             acc = s.get("test_acc", s.get("linear_acc"))
             value = None if acc is None else 100 * acc
@@ -87,14 +105,18 @@ def before_tree(args: argparse.Namespace, out: Path) -> tuple[Path, Path | None]
         return tree / "src", tree
     given = Path(args.before_src)
     if given.is_dir():
+        if not (given / "cifarlab" / "__init__.py").is_file():
+            sys.exit(f"--before-src {given}: no cifarlab/__init__.py in it (give the src folder)")
         return given.resolve(), None
+    if not given.is_file():
+        sys.exit(f"--before-src {given}: no such folder or file")
     unpacked = out / "src-before"
     with tarfile.open(given) as tar:
         tar.extractall(unpacked, filter="data")
-    found = [p.parent for p in unpacked.rglob("cifarlab/__init__.py")]
+    found = [p.parent.parent for p in unpacked.rglob("cifarlab/__init__.py")]  # the folder that holds cifarlab/
     if len(found) != 1:
         sys.exit(f"--before-src {given}: expected one cifarlab package in it, found {len(found)}")
-    return found[0], None
+    return found[0].resolve(), None
 
 
 def cell(values: list[float] | None) -> str:
@@ -121,26 +143,37 @@ def main() -> None:
     out.mkdir(parents=True)
     if args.before_src and not args.study_file:
         sys.exit("--before-src needs --study-file (there is no commit to take --study from)")
+    now_commit = args.now or git_head() or "this checkout"
     src, tree = before_tree(args, out)
     try:
         study = Path(args.study_file).resolve() if args.study_file else out / "study.toml"
         if not args.study_file:
             shutil.copy(src.parent / args.study, study)
-        walls = {"before": run_study(src, study, out / "before", out / "data-before"),
-                 "now": run_study(REPO / "src", study, out / "now", out / "data-now")}
+        sides = {"before": run_study(src, study, out / "before", out / "data-before"),
+                 "now": run_study((REPO / "src").resolve(), study, out / "now", out / "data-now")}
     finally:
         if tree is not None:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False,
                            capture_output=True)
-    now_commit = args.now or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                            text=True).stdout.strip() or "this checkout"
     what = args.study_file or f"{args.study} of {args.before}"
-    print(f"study {what}; before = {args.before}'s code ({walls['before']:.0f} s), "
-          f"now = {now_commit}'s code ({walls['now']:.0f} s); test accuracy %, mean ± sd over seeds; "
-          "seconds of work per run (training + embedding), mean")
+    print(f"study {what}; before = {args.before}'s code ({sides['before'][0]:.0f} s), "
+          f"now = {now_commit}'s code ({sides['now'][0]:.0f} s); test accuracy %, mean ± sd over seeds; "
+          "seconds of work per run (training + embedding or its cache read), mean")
     for row in table(arms(out / "before"), arms(out / "now"), arms(out / "before", "seconds"),
                      arms(out / "now", "seconds"), stats):
         print(row)
+    failed = [side for side, (_, rc) in sides.items() if rc]
+    if failed:
+        sys.exit(f"the {' and '.join(failed)} side's study did not complete (its log: {out}/<side>.log)")
+
+
+def git_head() -> str:
+    """This checkout's short commit, or '' where there is no git (the GPU machine)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def table(before: dict, now: dict, before_s: dict, now_s: dict, stats) -> list[str]:

@@ -36,11 +36,12 @@
 #   beforeafter (issue 23): two GPU-check steps (scratch fast preset, lite0 linear probe; 3 seeds) by the code before
 #          the run-context redesign and by this checkout's, one side after the other (benchmarks/before_after.py,
 #          study benchmarks/before_after_gpu.toml, ~6 min); the table goes to $OUT/beforeafter.md:
-#            TOTAL=60 bash benchmarks/gpu_check.sh beforeafter1     carry gpu-data/cifar10-webp-1.tar.gz and
-#                                                                   .gpu/before-src.tgz, timeout_s 90
-#            TOTAL=585 bash benchmarks/gpu_check.sh beforeafter     carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site
-#                                                                   (lite0), timeout_s 600
-#          here, once: `git archive --format=tar.gz -o .gpu/before-src.tgz 96be85b src` (BEFORE=96be85b labels it)
+#            TOTAL=60 bash benchmarks/gpu_check.sh beforeafter1     carry gpu-data/cifar10-webp-1.tar.gz, timeout_s 90
+#            NOW=<commit> TOTAL=585 bash benchmarks/gpu_check.sh beforeafter
+#                                                                   carry gpu-data/cifar10-webp-2.tar.gz, .gpu/site
+#                                                                   (lite0) and .gpu/before-src.tgz, timeout_s 600
+#          here, once: `git archive --format=tar.gz -o .gpu/before-src.tgz 96be85b src` (BEFORE=96be85b labels it,
+#          BEFORE_SRC=F replaces it; NOW labels this checkout's side: the machine has no git)
 # STUDY_SET="epochs=1 max_steps_per_epoch=2 ..." sets keys on every run of a study mode, and CL_DATASET=SPEC (e.g.
 # synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking, and STUDY_FILE=F replaces the mode's study:
 # a CPU smoke run of those modes' flow (the shipped studies themselves are smoke-run by
@@ -54,13 +55,13 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:?usage: gpu_check.sh part1|stage1|part2|curriculum1|curriculum2|curriculum|rotnet1|rotnet|beforeafter1|beforeafter|screenshot}
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
-LOG=/tmp/gpu-logs; mkdir -p "$LOG"  # logs are packed into $OUT/$MODE.tgz at the end (8 files come back at most)
+LOG=${LOG:-/tmp/gpu-logs}; mkdir -p "$LOG"  # logs are packed into $OUT/$MODE.tgz at the end (8 files come back at most)
 SITE=/tmp/cl-site  # weight packages carried by earlier calls (a warm machine keeps /tmp between calls)
 export PYTHONPATH=$PWD/src:$PWD/.gpu/site:$SITE PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 CL="python3 -m cifarlab.cli"
 START=$(date +%s)
 TOTAL=${TOTAL:-450}  # seconds for the whole mode
-RUNS=/tmp/cl-runs; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}; T2A_EXTRA=${T2A_EXTRA:-}
+RUNS=${RUNS:-/tmp/cl-runs}; DATA=/tmp/cl-data; C10=${C10:-/tmp/c10}; EXTRA=${EXTRA:-}; T2A_EXTRA=${T2A_EXTRA:-}
 
 step() {  # step NAME LIMIT COMMAND...: alone on the GPU (timings count), min(LIMIT, time left), log to $LOG/NAME.log
   local name=$1 limit=$2; shift 2
@@ -169,10 +170,6 @@ part2)  # at once after part1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu: re
   ;;
 curriculum1|rotnet1|beforeafter1)  # carry gpu-data/cifar10-webp-1.tar.gz: the first part of the data
   unpack 1 || exit 1
-  if [ "$MODE" = beforeafter1 ]; then  # and .gpu/before-src.tgz: the old code, kept in /tmp for the next call
-    cp .gpu/before-src.tgz /tmp/cl-before-src.tgz || { echo "no .gpu/before-src.tgz carried"; exit 1; }
-    echo "old code: $(tar tzf /tmp/cl-before-src.tgz | grep -c '\.py$') Python files"
-  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null | tee "$LOG/gpu.txt"
   exit 0
   ;;
@@ -198,20 +195,21 @@ rotnet)  # at once after rotnet1; carry gpu-data/cifar10-webp-2.tar.gz: the RotN
   summarize $RUNS/rotnet
   cp "$RUNS/rotnet/report.html" "$OUT/rotnet-report.html" 2>/dev/null
   ;;
-beforeafter)  # at once after beforeafter1; carry gpu-data/cifar10-webp-2.tar.gz and .gpu/site (lite0)
+beforeafter)  # at once after beforeafter1; carry gpu-data/cifar10-webp-2.tar.gz, .gpu/site and .gpu/before-src.tgz
   unpack 2 || exit 1
   dataset
   python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
 if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
   step beforeafter $(( TOTAL - ($(date +%s) - START) - 15 )) env CIFARLAB_DATASET="$DS" python3 \
-    benchmarks/before_after.py --before "${BEFORE:-96be85b}" --before-src "${BEFORE_SRC:-/tmp/cl-before-src.tgz}" \
+    benchmarks/before_after.py --before "${BEFORE:-96be85b}" --before-src "${BEFORE_SRC:-.gpu/before-src.tgz}" \
     --study-file "${STUDY_FILE:-benchmarks/before_after_gpu.toml}" --now "${NOW:-this checkout}" --out $RUNS/beforeafter
-  grep -E "^(study|\|)" "$LOG/beforeafter.log" | tee "$OUT/beforeafter.md"
+  grep -E "^(study|\||before:|now:|the .* side)" "$LOG/beforeafter.log" | tee "$OUT/beforeafter.md"
   ;;
 screenshot)  # here (not on the device machine): screenshot HTML PNG of a report that came back
   screenshot "${2:?usage: gpu_check.sh screenshot REPORT.html OUT.png}" "${3:?usage: gpu_check.sh screenshot REPORT.html OUT.png}"
   exit $?
   ;;
 esac
-tar czf "$OUT/$MODE.tgz" --exclude='*.pt' --exclude='tb' --exclude='*.npz' -C /tmp gpu-logs cl-runs 2>/dev/null
+tar czf "$OUT/$MODE.tgz" --exclude='*.pt' --exclude='tb' --exclude='*.npz' -C "$(dirname "$LOG")" "$(basename "$LOG")" \
+  -C "$(dirname "$RUNS")" "$(basename "$RUNS")" 2>/dev/null
 echo "== total $(( $(date +%s) - START )) s"

@@ -30,6 +30,16 @@ def test_arms_group_seeds_and_skip_failed_runs(tmp_path):
     assert ba.cell(arms["linear-lite0"]) == "55.00 ± 7.07 (n=2)" and ba.cell(None) == "–"
 
 
+def test_a_cache_hit_counts_its_read_not_the_cost_it_saved(tmp_path):
+    ba = load_benchmark("before_after")
+    run = tmp_path / "linear-s1"
+    run.mkdir()
+    run.joinpath("summary.json").write_text(json.dumps(
+        {"status": "complete", "test_acc": 0.5, "train_time_s": 1.0, "embedding_cache": "hit", "embed_time_s": 40.0,
+         "embed_read_s": 0.5}))
+    assert ba.arms(tmp_path, "seconds") == {"linear": [1.5]}
+
+
 def test_seconds_are_training_plus_embedding_and_the_ratio_is_now_over_before(tmp_path):
     ba = load_benchmark("before_after")
     for side, secs in (("before", (10.0, 12.0, 14.0)), ("now", (5.0, 6.0, 7.0))):
@@ -56,8 +66,9 @@ def test_python_path_puts_the_old_src_first_and_drops_this_checkouts(monkeypatch
 
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script")
 def test_gpu_check_beforeafter_runs_both_sides_from_a_tarball(tmp_path):
-    """The two calls of `gpu_check.sh beforeafter1/beforeafter` as a CPU smoke run (synthetic data, a tiny study,
-    this checkout's own src as the "old" code): both sides complete and the table has both columns filled."""
+    """`gpu_check.sh beforeafter` as a CPU smoke run (synthetic data, a tiny study, a tarball of this checkout's
+    src as the "old" code, as `git archive ... src` lays it out): the old side imports the package unpacked from the
+    tarball (not the installed one), both sides complete and the table has both columns filled."""
     src_tgz = tmp_path / "before-src.tgz"
     with tarfile.open(src_tgz, "w:gz") as tar:
         tar.add(REPO / "src" / "cifarlab", "src/cifarlab", filter=lambda t: None if "__pycache__" in t.name else t)
@@ -65,12 +76,15 @@ def test_gpu_check_beforeafter_runs_both_sides_from_a_tarball(tmp_path):
     study.write_text('[study]\nname = "smoke"\n[defaults]\nprogress = "off"\nepochs = 1\nmax_steps_per_epoch = 2\n'
                      '[[runs]]\nrecipe = "scratch"\nmodel = "cnn_small"\nname = "scratch-s{seed}"\nseeds = [0, 1]\n')
     env = {**os.environ, "OUT": str(tmp_path / "out"), "CL_DATASET": "synthetic:10:40:20", "TOTAL": "240",
+           "LOG": str(tmp_path / "logs"), "RUNS": str(tmp_path / "runs"),
            "STUDY_FILE": str(study), "BEFORE_SRC": str(src_tgz), "BEFORE": "tarball", "NOW": "checkout",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "beforeafter"], cwd=REPO, env=env, text=True,
                           capture_output=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "out" / "beforeafter.md").read_text()
+    unpacked = (tmp_path / "runs" / "beforeafter" / "src-before" / "src" / "cifarlab").resolve()
+    assert f"before: the package from {unpacked}" in table and f"now: the package from {REPO / 'src'}" in table
     assert "before = tarball's code" in table and "now = checkout's code" in table
     row = next(line for line in table.splitlines() if line.startswith("| scratch |"))
     cells = [c.strip() for c in row.strip("|").split("|")]

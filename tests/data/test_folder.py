@@ -45,8 +45,8 @@ def test_tar_gz_matches_directory(folder, tmp_path):
 
 
 def test_tar_in_one_top_folder_skips_hidden_and_non_image_members(folder, tmp_path):
-    """The archive is read in one pass: a wrapping folder, macOS metadata, hidden files and a README beside the
-    images change nothing."""
+    """The archive is read in one pass: a wrapping folder with macOS metadata beside it (a top-level __MACOSX and
+    a ._top file) and inside it, hidden files and a README beside the images change nothing."""
     archive = tmp_path / "wrapped.tar.gz"
     junk = tmp_path / "junk"
     (junk / "__MACOSX" / "train").mkdir(parents=True)
@@ -56,13 +56,35 @@ def test_tar_in_one_top_folder_skips_hidden_and_non_image_members(folder, tmp_pa
     with tarfile.open(archive, "w:gz") as tf:
         for part in ("train", "test"):
             tf.add(folder / part, arcname=f"top/{part}")
-        tf.add(junk / "__MACOSX", arcname="top/__MACOSX")
+        tf.add(junk / "__MACOSX", arcname="__MACOSX")  # beside the wrapping folder: still one top folder
+        tf.add(junk / ".hidden.png", arcname="._top")
+        tf.add(junk / "__MACOSX", arcname="top/train/__MACOSX")  # inside a split, where only hiding skips it
         tf.add(junk / "README.txt", arcname="top/README.txt")
         tf.add(junk / ".hidden.png", arcname="top/train/cat/.hidden.png")
     a = load_dataset(f"folder:{folder}", tmp_path / "r1")
     b = load_dataset(f"folder:{archive}", tmp_path / "r2")
     assert a.classes == b.classes and (a.train_x == b.train_x).all() and (a.test_x == b.test_x).all()
     assert (a.train_y == b.train_y).all() and len(b.train_x) == len(a.train_x)
+
+
+def test_tar_traversal_is_refused_before_the_rest_is_read(tmp_path, monkeypatch):
+    """A '..' member refuses the archive as soon as it is met: no image after it is read."""
+    from cifarlab.data import folder as folder_module
+
+    archive = tmp_path / "evil.tar"
+    img = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(img, format="PNG")
+    with tarfile.open(archive, "w") as tf:
+        for name in ("train/cat/a.png", "../escape.png", "train/cat/b.png", "test/cat/c.png"):
+            info = tarfile.TarInfo(name)
+            info.size = len(img.getvalue())
+            tf.addfile(info, io.BytesIO(img.getvalue()))
+    reads = []
+    real = tarfile.TarFile.extractfile
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", lambda self, m: reads.append(m.name) or real(self, m))
+    with pytest.raises(DataError, match=r"'\.\./escape\.png' has an absolute path or '\.\.'"):
+        folder_module.load_folder(archive, tmp_path / "cache")
+    assert reads == ["train/cat/a.png"]
 
 
 def test_mixed_sizes_and_modes_are_converted(tmp_path):

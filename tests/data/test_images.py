@@ -2,6 +2,8 @@
 for bytes and paths; anything else, or a damaged header, goes through Pillow and its error."""
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -50,3 +52,21 @@ def test_other_formats_and_damaged_png_headers_go_through_pillow(tmp_path):
     truncated.write_bytes(_png("RGB", (5, 5))[:20])  # signature, no whole IHDR: Pillow's error
     with pytest.raises(ImageDecodeError):
         image_size(str(truncated))
+
+
+def _header(width: int, height: int, depth: int = 8, colour: int = 2) -> bytes:
+    """A PNG signature and an IHDR chunk with a valid CRC (no image data)."""
+    data = b"IHDR" + struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    return images.PNG_SIGNATURE + struct.pack(">I", 13) + data + struct.pack(">I", zlib.crc32(data))
+
+
+def test_a_header_pillow_would_refuse_is_not_read_directly(monkeypatch):
+    """A flipped bit (wrong CRC), an invalid bit depth and a bomb-sized image are left to Pillow, which refuses
+    them: the size scan fails on them, naming why, as it did before the direct read."""
+    flipped = bytearray(_png("RGB", (32, 32)))
+    flipped[18] ^= 0x01  # a bit of the width: the IHDR CRC no longer matches
+    for bad in (bytes(flipped), _header(32, 32, depth=3), _header(100_000, 100_000)):
+        assert images._png_size(bad[:images.PNG_HEAD]) is None
+        with pytest.raises(ImageDecodeError):
+            image_size(bad)
+    assert images._png_size(_header(640, 480)) == (640, 480)

@@ -16,6 +16,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -48,29 +49,38 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEAD = 33  # signature (8), IHDR length and type (8), its 13 bytes of data, its CRC (4)
+# the bit depths each PNG colour type allows (the PNG specification, table 11.1)
+PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 
 
 def _png_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's IHDR chunk, which the format puts first (bytes 8-24: length 13, "IHDR", width,
-    height, big-endian); None for anything else or an implausible header (Pillow then reads it, and says why)."""
-    if len(head) < 24 or head[:8] != PNG_SIGNATURE or head[8:16] != b"\x00\x00\x00\rIHDR":
+    """(width, height) from a PNG's IHDR chunk, which the format puts first; None for anything else and for a
+    header Pillow should judge: a wrong CRC, an invalid bit depth or colour type, a zero side or more than
+    MAX_PIXELS (Pillow then reads it and says why, or refuses it as a decompression bomb)."""
+    if len(head) < PNG_HEAD or head[:8] != PNG_SIGNATURE or head[8:16] != b"\x00\x00\x00\rIHDR":
         return None
-    width, height = struct.unpack(">II", head[16:24])
-    return (width, height) if 0 < width < 2**31 and 0 < height < 2**31 else None
+    if zlib.crc32(head[12:29]) != struct.unpack(">I", head[29:33])[0]:
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    if depth not in PNG_DEPTHS.get(colour, ()) or not 0 < width * height <= MAX_PIXELS:
+        return None
+    return width, height
 
 
 def image_size(data: bytes | str) -> tuple[int, int]:
     """(width, height) from the header only; ``data`` is the file's bytes or its path (then only the header is
     read from disk, which makes a size scan of a folder cheap). A PNG's size is read from its IHDR chunk directly
-    (0.5 us instead of Pillow's 30 us an image: a 60,000-image scan took 2 s); the decode still checks it all."""
+    (a few us instead of Pillow's 30 us an image: a 60,000-image scan took 2 s) when its CRC and fields are valid;
+    the decode still reads it all."""
     if isinstance(data, str) and data.lower().endswith(".png"):
         try:
             with open(data, "rb") as f:
-                head = f.read(24)
+                head = f.read(PNG_HEAD)
         except OSError:
             head = b""  # Pillow's open below names the error
     else:
-        head = data[:24] if isinstance(data, bytes) else b""
+        head = data[:PNG_HEAD] if isinstance(data, bytes) else b""
     if (size := _png_size(head)) is not None:
         return size
     try:
