@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NamedTuple
 
 from tqdm import tqdm
 
 MODES = ("auto", "on", "off")
+
+
+class Line(NamedTuple):
+    """What a phase shows: its bar's mode (``on`` | ``off`` | ``auto``) and label (:func:`bar`'s ``desc``)."""
+
+    mode: str = "off"
+    desc: str = ""
 
 
 def enabled(mode: str) -> bool:

@@ -8,6 +8,7 @@ from cifarlab.data import Augment
 from cifarlab.engine.embed import CPU_ROWS_FIXED, Padded, RowTuner, embed, padded_size
 from cifarlab.engine.loop import evaluate
 from cifarlab.objectives import Classification, Rotation
+from cifarlab.progress import Line
 
 
 class _Recorder(nn.Module):
@@ -113,8 +114,8 @@ def test_deterministic_cpu_embedding_uses_fixed_slices(monkeypatch):
 @pytest.mark.parametrize("mode", ["on", "off"])
 def test_embedding_progress_line_on_stderr_only_when_on(capsys, mode):
     model = _trained_stats(_Recorder())
-    embed(model, torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8), 16, torch.device("cpu"), progress=mode,
-          desc="embedding test")
+    embed(model, torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8), 16, torch.device("cpu"),
+          progress=Line(mode, "embedding test"))
     err = capsys.readouterr().err
     if mode == "on":
         assert "embedding test" in err and "img/s" in err and "40" in err

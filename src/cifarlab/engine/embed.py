@@ -88,8 +88,8 @@ class RowTuner:
 
 @torch.no_grad()
 def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int, device: torch.device,
-          amp: str = "auto", pad: bool | None = None, progress: str = "off", cpu_rows: int | None = None,
-          desc: str = "embedding") -> torch.Tensor:
+          amp: str = "auto", pad: bool | None = None, progress: progress_bar.Line = progress_bar.Line(),
+          cpu_rows: int | None = None) -> torch.Tensor:
     """``fn(x[batch])`` over all of ``x`` (uint8 on any device), concatenated as float32 on ``device``.
 
     Args:
@@ -100,11 +100,11 @@ def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_siz
         pad: each batch goes through ``fn`` padded to :func:`padded_size` rows (default: :func:`pads`, i.e. on
             CUDA). That assumes ``fn`` treats rows independently (eval mode); pass ``pad=False`` for a model
             normalising by batch statistics: its batches then reach ``fn`` whole, on every device.
-        progress: ``on`` | ``off`` | ``auto``: a progress line on stderr with the images/s (``cifarlab.progress``).
+        progress: a progress line on stderr with the images/s: its mode (``on`` | ``off`` | ``auto``) and label
+            (:class:`cifarlab.progress.Line`; default: none).
         cpu_rows: on the CPU, rows per call of ``fn`` (batches are cut into such slices; cache-sized calls are
             faster there). Default: timed on the first slices (:class:`RowTuner`), or ``CPU_ROWS_FIXED`` when
             deterministic algorithms are on. 0: whole batches.
-        desc: the progress line's label.
     """
     call = Padded(fn) if (pad if pad is not None else pads(device)) else fn
     sliced = device.type == "cpu" and pad is not False and cpu_rows != 0
@@ -113,7 +113,7 @@ def embed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_siz
         else None
     fixed = cpu_rows or CPU_ROWS_FIXED
     out = []
-    with progress_bar.bar(len(x), desc, progress) as bar:
+    with progress_bar.bar(len(x), progress.desc or "embedding", progress.mode) as bar:
         for sl in eval_batches(len(x), batch_size):
             xb = x[sl].to(device, non_blocking=True)
             with autocast(device, amp):

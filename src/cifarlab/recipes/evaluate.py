@@ -18,6 +18,7 @@ from cifarlab.engine.device import compile_model, peak_memory_mb
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import FitIO, FitResult
 from cifarlab.errors import TrainingDiverged
+from cifarlab.progress import Line
 from cifarlab.recipes.context import RunContext
 
 MISCLASSIFIED_KEPT = 32  # test images saved in predictions.npz for the report's grid
@@ -63,8 +64,8 @@ def finish_classifier(ctx: RunContext, features_fn: Fn, head_fn: Fn, result: Fit
     """
     cfg, loaded = ctx.cfg, ctx.loaded
     feats = test_features if test_features is not None else embed(
-        features_fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, progress=ctx.resolved.progress,
-        desc="test evaluation")
+        features_fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
+        progress=Line(ctx.resolved.progress, "test evaluation"))
     check_finite(feats, "test embeddings")
     logits = logits_of(head_fn, feats)
     preds = logits.argmax(1)
@@ -110,7 +111,7 @@ def test_time_augmented_logits(features_fn: Fn, head_fn: Fn, x: torch.Tensor, ct
     total = None
     for view in TTA_VIEWS:
         feats = embed(features_fn, tta_view(x, view), ctx.cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
-                      progress=ctx.resolved.progress, desc=f"test-time augmentation {view}")
+                      progress=Line(ctx.resolved.progress, f"test-time augmentation {view}"))
         logits = logits_of(head_fn, feats)
         total = logits if total is None else total + logits
     return total / len(TTA_VIEWS)

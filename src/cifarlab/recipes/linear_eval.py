@@ -23,6 +23,7 @@ from cifarlab.engine.fit import FitIO, FitResult, fit
 from cifarlab.engine.loop import FitData
 from cifarlab.engine.optim import make_optimizer, param_groups
 from cifarlab.objectives import FeatureClassification
+from cifarlab.progress import Line
 from cifarlab.recipes.context import RunContext, fit_spec
 from cifarlab.recipes.evaluate import check_finite
 
@@ -82,10 +83,10 @@ def embed_split(ctx: RunContext, fn: Callable[[torch.Tensor], torch.Tensor], wit
     used = torch.cat([loaded.train.train_idx, loaded.train.val_idx]).sort().values
     show = ctx.resolved.progress
     train = embed(fn, loaded.train.x[used.to(loaded.train.x.device)], cfg.eval_batch_size, ctx.device,
-                  ctx.resolved.amp, pad=pad, progress=show, desc="embedding train/val")
+                  ctx.resolved.amp, pad=pad, progress=Line(show, "embedding train/val"))
     check_finite(train, "train/validation embeddings")
-    test = embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, pad=pad, progress=show,
-                 desc="embedding test") if with_test else None
+    test = embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp, pad=pad,
+                 progress=Line(show, "embedding test")) if with_test else None
     if test is not None:
         check_finite(test, "test embeddings")
     return Embedded(used, train, test)

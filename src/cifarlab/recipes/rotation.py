@@ -20,6 +20,7 @@ from cifarlab.engine.optim import make_optimizer, trunk_and_head_groups
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Rotation
 from cifarlab.objectives.rotation import NUM_ROTATIONS
+from cifarlab.progress import Line
 from cifarlab.recipes.context import RunContext, fit_spec
 from cifarlab.recipes.evaluate import check_finite, fit_io, fit_summary, selection_text, to_device
 from cifarlab.recipes.execute import RECIPES, Recipe
@@ -43,8 +44,8 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     # embeddings of a test subset for the report's t-SNE (labels are read here, after training, for colouring)
     keep = stratified_sample(loaded.test_y.cpu(), cfg.embed_samples, seed=cfg.seed)
     feats = embed(lambda x: model.forward_features(augment.eval(x)), loaded.test_x[keep.to(loaded.test_x.device)],
-                  cfg.eval_batch_size, ctx.device, ctx.resolved.amp, progress=ctx.resolved.progress,
-                  desc="test embeddings")
+                  cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
+                  progress=Line(ctx.resolved.progress, "test embeddings"))
     check_finite(feats, "test embeddings")
     ctx.run.save_npz("predictions.npz", labels=loaded.test_y.cpu().numpy(), classes=np.array(loaded.data.classes),
                      embed_idx=keep.numpy(), embeddings=feats.cpu().numpy().astype(np.float16))

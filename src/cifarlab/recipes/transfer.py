@@ -29,6 +29,7 @@ from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification
+from cifarlab.progress import Line
 from cifarlab.recipes.context import RunContext, fit_spec
 from cifarlab.recipes.evaluate import check_finite, finish_classifier, fit_io, input_format, to_device, warn
 from cifarlab.recipes.execute import RECIPES, Recipe
@@ -158,11 +159,11 @@ def cached_features(model: Backbone, ctx: RunContext, augment: Augment) -> tuple
     t0 = time.perf_counter()
     show = ctx.resolved.progress
     train = embed(fn, loaded.train.x[used.to(loaded.train.x.device)], cfg.eval_batch_size, ctx.device,
-                  ctx.resolved.amp, progress=show, desc=f"embedding train/val @{augment.resolution}px")
+                  ctx.resolved.amp, progress=Line(show, f"embedding train/val @{augment.resolution}px"))
     synchronize(ctx.device)
     t1 = time.perf_counter()
     emb = Embedded(used, train, embed(fn, loaded.test_x, cfg.eval_batch_size, ctx.device, ctx.resolved.amp,
-                                      progress=show, desc=f"embedding test @{augment.resolution}px"))
+                                      progress=Line(show, f"embedding test @{augment.resolution}px")))
     synchronize(ctx.device)
     seconds = {"train": t1 - t0, "test": time.perf_counter() - t1}
     checkpoint.save({"used": emb.used.cpu(), "train": emb.train.cpu(), "test": emb.test.cpu(), "seconds": seconds},
