@@ -73,6 +73,10 @@ def test_preset_eval_is_deterministic_and_train_is_seeded():
     aug = Augment("cropflip", (0.5,) * 3, (0.25,) * 3, 4, resolution=16)
     x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
     assert aug.eval(x).shape == (8, 3, 16, 16)
+    torch.manual_seed(1)
+    first = aug.eval(x)
+    torch.manual_seed(2)  # the global generator does not reach evaluation
+    assert torch.equal(first, aug.eval(x))
     assert torch.equal(aug.train(x, _gen(1)), aug.train(x, _gen(1)))
     assert not torch.equal(aug.train(x, _gen(1)), aug.train(x, _gen(2)))
 

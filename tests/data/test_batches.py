@@ -10,11 +10,19 @@ def test_gather_on_the_same_device_is_an_index():
     assert torch.equal(gather(x, idx, torch.device("cpu")), x[idx])
 
 
-def test_gather_from_the_host_to_another_device_keeps_order_and_values():
+def test_gather_from_the_host_to_another_device_lands_there_with_the_rows_shape():
+    """Without a GPU the other device is ``meta``, which holds no values: only where the batch lands and its shape
+    are checked here; the values on a real device are the CUDA test's below (skipped on a CPU machine)."""
     x = torch.arange(6 * 3 * 2 * 2, dtype=torch.uint8).view(6, 3, 2, 2)
     idx = torch.tensor([5, 1, 1, 3])
-    out = gather(x, idx, torch.device("meta"))  # a device other than the host's, without a GPU: shape only
+    out = gather(x, idx, torch.device("meta"))
     assert out.device.type == "meta" and tuple(out.shape) == (4, 3, 2, 2)
+
+
+def test_gather_on_the_device_keeps_order_and_values():
+    x = torch.arange(6 * 3 * 2 * 2, dtype=torch.uint8).view(6, 3, 2, 2)
+    idx = torch.tensor([5, 1, 1, 3])
+    assert torch.equal(gather(x, idx, torch.device("cpu")), x[idx])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -119,9 +119,17 @@ def test_a_dataset_too_large_for_the_device_falls_back_to_the_host(tmp_path, cap
     import cifarlab.data.placement as placement
 
     monkeypatch.setattr(placement, "fits", lambda device, nbytes, free_bytes=None: (False, "kept on the host (test)"))
+    real_place, placed = placement.place, []
+
+    def place(x, device, on_device):
+        placed.append(on_device)
+        return real_place(x, device, on_device)
+
+    monkeypatch.setattr(placement, "place", place)
     run = _train("rotation", tmp_path / "runs", dataset="synthetic:4:20:10", image_size=16, name="host")
     assert run.summary["status"] == "complete"
     assert "kept on the host (test)" in capfd.readouterr().err
+    assert placed and not any(placed)  # train and test images both stayed on the host (on the CPU it is the device)
 
 
 @pytest.fixture

@@ -140,6 +140,9 @@ def test_batch_statistics_loss_is_finite_and_restores_the_training_mode():
     task = Classification(Augment("none", (0.5,) * 3, (0.25,) * 3))
     loss = batch_statistics_loss(model, task, data.x, data.y, 16, "off")
     assert math.isfinite(loss) and not model.training
+    model.train()  # and from training mode back to training mode (the loop's case)
+    batch_statistics_loss(model, task, data.x, data.y, 16, "off")
+    assert model.training and all(m.training for m in model.modules())
 
 
 @pytest.mark.heavy

@@ -43,9 +43,14 @@ def test_random_sigkills_then_resume_equal_an_uninterrupted_run(tmp_path):
     rng = random.Random(0)
     ref = checkpoint.load(tmp_path / "reference" / "checkpoints" / "last.pt")
     kills, finished, attempt_run = 0, 0, 0
+    kept: dict = {}  # run dir -> metrics.csv lines of the epochs its checkpoint held when a resume started
     while kills < KILLS:
         run_dir = tmp_path / f"killed{attempt_run}"
         extra = ["--resume"] if run_dir.exists() else []
+        if extra and (run_dir / "checkpoints" / "last.pt").exists():
+            epoch = checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"]
+            if epoch:
+                kept.setdefault(run_dir, []).append((run_dir / "metrics.csv").read_text().splitlines()[:1 + epoch])
         proc = subprocess.Popen(_cmd(tmp_path, run_dir.name, *extra), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         # the interpreter and torch take most of the first seconds: kill after the run has started training
@@ -58,14 +63,25 @@ def test_random_sigkills_then_resume_equal_an_uninterrupted_run(tmp_path):
         summary = run_dir / "summary.json"
         if summary.exists() and json.loads(summary.read_text()).get("status") == "complete":
             _assert_same(ref, run_dir, tmp_path)  # a run that got through all its kills: compare, start another
+            _assert_continued(run_dir, kept)
             finished += 1
             attempt_run += 1
     run_dir = tmp_path / f"killed{attempt_run}"
     if run_dir.exists():
         subprocess.run(_cmd(tmp_path, run_dir.name, "--resume"), check=True, env=env, capture_output=True)
         _assert_same(ref, run_dir, tmp_path)
+        _assert_continued(run_dir, kept)
         finished += 1
     assert kills == KILLS and finished >= 1
+    assert kept, "no kill came after a checkpoint: nothing was resumed mid-run"
+
+
+def _assert_continued(run_dir, kept):
+    """Resuming continued from the checkpoint instead of starting again (which gives the same weights when
+    deterministic): the epochs written before each resume keep their rows, wall times included."""
+    final = (run_dir / "metrics.csv").read_text().splitlines()
+    for before in kept.get(run_dir, []):
+        assert final[:len(before)] == before
 
 
 def _assert_same(ref, run_dir, tmp_path):

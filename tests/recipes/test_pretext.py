@@ -70,9 +70,25 @@ def test_rotation_learns_above_chance_and_finetune_loads_its_encoder_exactly(tmp
     saved = checkpoint.load(rot.path / "checkpoints" / "best.pt")["model"]
     for k, v in model.trunk.state_dict().items():
         assert torch.equal(v, saved[f"trunk.{k}"]), k
-    ft = api.train(api.make_config("finetune", overrides={**BASE, "out": str(tmp_path), "init": str(rot.path),
-                                                          "augment": "cropflip", "backbone_lr_factor": 1.0}))
+    # the fine-tune run itself starts training from those weights (its trunk as fit receives it), and says so
+    import cifarlab.recipes.transfer as transfer
+
+    real_fit, start = transfer.fit, {}
+
+    def fit_recording_the_start(model, *args, **kwargs):
+        start.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
+        return real_fit(model, *args, **kwargs)
+
+    transfer.fit = fit_recording_the_start
+    try:
+        ft = api.train(api.make_config("finetune", overrides={**BASE, "out": str(tmp_path), "init": str(rot.path),
+                                                              "augment": "cropflip", "backbone_lr_factor": 1.0}))
+    finally:
+        transfer.fit = real_fit
     assert ft.summary["status"] == "complete" and ft.summary["resolution"] == 16
+    assert ft.summary["started_from"] == f"init:{rot.path}"
+    weights = [k for k in start if not ("running_" in k or "num_batches" in k)]
+    assert weights and all(torch.equal(start[k], saved[f"trunk.{k}"]) for k in weights)
 
 
 def test_init_from_a_run_of_another_architecture_is_refused(tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from cifarlab import api
 from cifarlab.engine import checkpoint
+from cifarlab.engine.rundir import read_metrics
 from cifarlab.errors import CifarlabError, DataError, TrainingDiverged
 
 from tests.conftest import stopping_fit
@@ -33,12 +34,16 @@ def test_learns_well_above_chance_and_writes_the_run_directory(tmp_path):
     assert cfg["dataset"]["digest"] and cfg["split"]["digest"] and cfg["versions"]["torch"]
     rows = (result.path / "metrics.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0].startswith("epoch,lr,train_loss,train_acc,val_loss,val_acc")
+    # the tested epoch is the best on validation (the first of equals), and its weights are best.pt's
+    vals = [r["val_acc"] for r in read_metrics(result.path / "metrics.csv")]
+    assert s["best_epoch"] == 1 + vals.index(max(vals)) and s["best_val_acc"] == pytest.approx(max(vals))
+    assert checkpoint.load(result.path / "checkpoints" / "best.pt")["epoch"] == s["best_epoch"]
     pred = np.load(result.path / "predictions.npz")
     assert pred["logits"].shape == (300, 10) and (pred["preds"] == pred["logits"].argmax(1)).all()
     assert s["test_acc"] == pytest.approx((pred["preds"] == pred["labels"]).mean())
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
     full = api.train(_cfg(tmp_path, name="full", deterministic=True))
     import cifarlab.recipes.scratch as scratch
 
@@ -49,7 +54,13 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     cut_dir = tmp_path / "runs" / "cut"
     assert json.loads((cut_dir / "summary.json").read_text())["status"] == "failed"
     monkeypatch.setattr(scratch, "fit", real_fit)
+    cut_rows = (cut_dir / "metrics.csv").read_text().splitlines()
+    capsys.readouterr()
     resumed = api.train(_cfg(tmp_path, name="cut", deterministic=True, resume=True))
+    # it continued after epoch 2 (a restart from epoch 0 would give the same weights): it said so, and the two
+    # epochs it had written stay as they were, wall times included
+    assert "after epoch 2/3" in capsys.readouterr().err
+    assert (cut_dir / "metrics.csv").read_text().splitlines()[:3] == cut_rows[:3] and len(cut_rows) == 3
     a = checkpoint.load(full.path / "checkpoints" / "last.pt")
     b = checkpoint.load(resumed.path / "checkpoints" / "last.pt")
     for k in a["model"]:

@@ -158,7 +158,9 @@ def test_a_course_run_takes_its_own_paths(tmp_path, weight_files):
     assert s["trainable_blocks"] == ["layer4"] and s["head_init"] == "random" and "head_init_s" not in s
     assert s["peak_lr"] == 0.001 and set(s["lr_groups"].values()) == {0.001}, s["lr_groups"]
     assert s["num_test"] == 50 and s["epochs"] == 2
+    assert s["best_epoch"] == 2 and s["selection"] == "last epoch (selection=last)"  # the last epoch is tested
     assert s["weights"] == keys["weights"] and s["resolution"] == 32
+    assert s["started_from"] == f"file:{keys['weights']}"
 
 
 @pytest.mark.parametrize("study", COURSE, ids=[_id(f) for f in COURSE])

@@ -40,14 +40,15 @@ def test_cached_probe_equals_the_probe_that_reruns_the_frozen_backbone(tmp_path)
 def test_embedding_cache_is_reused_only_for_the_same_images(tmp_path):
     first = _linear(tmp_path, "first")
     cache = tmp_path / "data" / "cache" / "embeddings"
-    assert len(list(cache.glob("*.pt"))) == 1
+    assert len(list(cache.glob("*.pt"))) == 1 and first.summary["embedding_cache"] == "miss"
     again = _linear(tmp_path, "again")
-    assert len(list(cache.glob("*.pt"))) == 1  # a hit
+    assert len(list(cache.glob("*.pt"))) == 1 and again.summary["embedding_cache"] == "hit"  # read, not recomputed
     assert again.summary["test_acc"] == first.summary["test_acc"]
     # another split (seed) and another test subset need other images: new entries, same result as a cold cache
     other = _linear(tmp_path, "other", seed=1)
     subset = _linear(tmp_path, "subset", test_per_class=5)
     assert len(list(cache.glob("*.pt"))) == 3
+    assert other.summary["embedding_cache"] == subset.summary["embedding_cache"] == "miss"
     assert subset.summary["num_test"] == 20
     for f in cache.glob("*.pt"):
         f.unlink()
@@ -100,6 +101,7 @@ def test_partial_regime_trains_only_the_last_block_and_head(tmp_path):
     run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"), "lr": 0.01,
                                                           "weights": str(weights), "augment": "flip"}))
     assert run.summary["trainable_blocks"] == ["block4"] and run.summary["norm_stats"] == "frozen"
+    assert run.summary["started_from"] == f"file:{weights}"  # what the report files it under
     after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
     for k, v in state.items():
         moved = not torch.equal(after[f"trunk.{k}"], v)
@@ -109,15 +111,32 @@ def test_partial_regime_trains_only_the_last_block_and_head(tmp_path):
 
 def test_partial_from_random_init_re_estimates_every_batchnorm(tmp_path):
     """From random init (norm_stats=auto -> train) the frozen blocks' weights stay, but their BatchNorm statistics
-    follow the data (a random-init frozen block would otherwise normalise with mean 0, variance 1)."""
-    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"), "init": "random",
-                                                          "epochs": 1}))
-    assert run.summary["norm_stats"] == "train"
+    follow the data (a random-init frozen block would otherwise normalise with mean 0, variance 1); the last block's
+    weights train. Recorded as started from random init (never filed as pretrained)."""
+    import cifarlab.recipes.transfer as transfer
+
+    real_fit, before = transfer.fit, {}
+
+    def fit_recording_the_start(model, *args, **kwargs):
+        before.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
+        return real_fit(model, *args, **kwargs)
+
+    transfer.fit = fit_recording_the_start
+    try:
+        run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"),
+                                                              "init": "random", "epochs": 1}))
+    finally:
+        transfer.fit = real_fit
+    assert run.summary["norm_stats"] == "train" and run.summary["started_from"] == "none"
     after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
     fresh = create_model("cnn_small", num_classes=0, weights="none").trunk.state_dict()
     for k, v in fresh.items():
         if "running_mean" in k:
             assert not torch.equal(after[f"trunk.{k}"], v), k  # every block's statistics moved off the init
+    weights = [k for k in before if not ("running_" in k or "num_batches" in k)]
+    for k in weights:
+        moved = not torch.equal(after[f"trunk.{k}"], before[k])
+        assert moved == k.startswith("3."), k  # only block4 (trunk index 3) trains
 
 
 def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):
@@ -138,7 +157,26 @@ def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
     scratch = {k: v for k, v in BASE.items() if k != "weights"}
     source = api.train(api.make_config("scratch", overrides={**scratch, "out": str(tmp_path / "runs"), "name": "src"}))
     common = {**BASE, "out": str(tmp_path / "runs"), "init": str(source.path), "epochs": 1, "lr": 1e-6}
-    lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
+    import cifarlab.recipes.linear_eval as linear_eval
+    import cifarlab.recipes.transfer as transfer
+
+    real_fit, real_split, probes, splits = linear_eval.fit, transfer.embed_split, [], []
+
+    def probe_fit(head, task, data, *args, **kwargs):
+        probes.append((data.train_idx.tolist(), data.val_idx.tolist()))
+        return real_fit(head, task, data, *args, **kwargs)
+
+    def split(ctx, fn, with_test=True, pad=None):
+        splits.append(with_test)
+        return real_split(ctx, fn, with_test, pad)
+
+    linear_eval.fit, transfer.embed_split = probe_fit, split
+    try:
+        lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
+    finally:
+        linear_eval.fit, transfer.embed_split = real_fit, real_split
+    (train_rows, val_rows), = probes  # the one probe: selected on rows it did not train on, test never embedded
+    assert train_rows and val_rows and not set(train_rows) & set(val_rows) and splits == [False]
     rand = api.train(api.make_config("finetune", overrides={**common, "name": "rand", "head_init": "random"}))
     assert lp.summary["augment"] == "cropflip" and lp.summary["head_init"] == "linear"
     assert (lp.path / "head_init_metrics.csv").is_file() and not (rand.path / "head_init_metrics.csv").exists()
