@@ -79,3 +79,24 @@ def stopping_fit(real_fit, at_epoch: int):
         return real_fit(*args, **kwargs)
 
     return fit
+
+
+@pytest.fixture
+def trunk_at_fit_start(monkeypatch):
+    """The trunk's state as ``cifarlab.recipes.transfer``'s training loop receives it (filled when the run starts
+    training): what a transfer run really started from, whatever its config says."""
+    import cifarlab.recipes.transfer as transfer
+
+    real_fit, start = transfer.fit, {}
+
+    def fit(model, *args, **kwargs):
+        start.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(transfer, "fit", fit)
+    return start
+
+
+def trained_keys(state: dict) -> list[str]:
+    """The keys of a state dict that training updates (not BatchNorm's running statistics or its counter)."""
+    return [k for k in state if not ("running_" in k or "num_batches" in k)]

@@ -10,6 +10,8 @@ from cifarlab.errors import CheckpointError
 from cifarlab.models import create_model
 from cifarlab.recipes.transfer import load_encoder
 
+from tests.conftest import trained_keys
+
 BASE = {"dataset": "synthetic:4:40:20", "model": "cnn_small", "epochs": 2, "batch_size": 32, "lr": 0.05,
         "image_size": 16, "embed_samples": 40, "progress": "off"}
 
@@ -62,7 +64,7 @@ def test_rotation_is_label_free(tmp_path, monkeypatch):
     assert a.summary["rotation_test_acc"] == b.summary["rotation_test_acc"]
 
 
-def test_rotation_learns_above_chance_and_finetune_loads_its_encoder_exactly(tmp_path):
+def test_rotation_learns_above_chance_and_finetune_loads_its_encoder_exactly(tmp_path, trunk_at_fit_start):
     rot = _rotation(tmp_path, "rot", epochs=4, lr=0.1)
     assert rot.summary["rotation_test_acc"] > 0.4  # chance 0.25
     model = create_model("cnn_small", num_classes=4)
@@ -71,24 +73,12 @@ def test_rotation_learns_above_chance_and_finetune_loads_its_encoder_exactly(tmp
     for k, v in model.trunk.state_dict().items():
         assert torch.equal(v, saved[f"trunk.{k}"]), k
     # the fine-tune run itself starts training from those weights (its trunk as fit receives it), and says so
-    import cifarlab.recipes.transfer as transfer
-
-    real_fit, start = transfer.fit, {}
-
-    def fit_recording_the_start(model, *args, **kwargs):
-        start.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
-        return real_fit(model, *args, **kwargs)
-
-    transfer.fit = fit_recording_the_start
-    try:
-        ft = api.train(api.make_config("finetune", overrides={**BASE, "out": str(tmp_path), "init": str(rot.path),
-                                                              "augment": "cropflip", "backbone_lr_factor": 1.0}))
-    finally:
-        transfer.fit = real_fit
+    ft = api.train(api.make_config("finetune", overrides={**BASE, "out": str(tmp_path), "init": str(rot.path),
+                                                          "augment": "cropflip", "backbone_lr_factor": 1.0}))
     assert ft.summary["status"] == "complete" and ft.summary["resolution"] == 16
     assert ft.summary["started_from"] == f"init:{rot.path}"
-    weights = [k for k in start if not ("running_" in k or "num_batches" in k)]
-    assert weights and all(torch.equal(start[k], saved[f"trunk.{k}"]) for k in weights)
+    weights = trained_keys(trunk_at_fit_start)
+    assert weights and all(torch.equal(trunk_at_fit_start[k], saved[f"trunk.{k}"]) for k in weights)
 
 
 def test_init_from_a_run_of_another_architecture_is_refused(tmp_path):

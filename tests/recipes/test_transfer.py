@@ -10,6 +10,8 @@ from cifarlab.models import create_model
 from cifarlab.recipes.linear_eval import Embedded
 from cifarlab.recipes.transfer import optimizer_groups
 
+from tests.conftest import trained_keys
+
 BASE = {"dataset": "synthetic:4:60:20", "model": "cnn_small", "epochs": 3, "batch_size": 32, "lr": 0.05,
         "image_size": 16, "progress": "off", "deterministic": True, "weights": "none"}
 
@@ -109,32 +111,21 @@ def test_partial_regime_trains_only_the_last_block_and_head(tmp_path):
         assert moved == (k.startswith("3.") and not statistic), k  # block4 is trunk index 3
 
 
-def test_partial_from_random_init_re_estimates_every_batchnorm(tmp_path):
+def test_partial_from_random_init_re_estimates_every_batchnorm(tmp_path, trunk_at_fit_start):
     """From random init (norm_stats=auto -> train) the frozen blocks' weights stay, but their BatchNorm statistics
     follow the data (a random-init frozen block would otherwise normalise with mean 0, variance 1); the last block's
     weights train. Recorded as started from random init (never filed as pretrained)."""
-    import cifarlab.recipes.transfer as transfer
-
-    real_fit, before = transfer.fit, {}
-
-    def fit_recording_the_start(model, *args, **kwargs):
-        before.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
-        return real_fit(model, *args, **kwargs)
-
-    transfer.fit = fit_recording_the_start
-    try:
-        run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"),
-                                                              "init": "random", "epochs": 1}))
-    finally:
-        transfer.fit = real_fit
+    run = api.train(api.make_config("partial", overrides={**BASE, "out": str(tmp_path / "runs"), "init": "random",
+                                                          "epochs": 1}))
+    before = trunk_at_fit_start
     assert run.summary["norm_stats"] == "train" and run.summary["started_from"] == "none"
     after = checkpoint.load(run.path / "checkpoints" / "best.pt")["model"]
     fresh = create_model("cnn_small", num_classes=0, weights="none").trunk.state_dict()
     for k, v in fresh.items():
         if "running_mean" in k:
             assert not torch.equal(after[f"trunk.{k}"], v), k  # every block's statistics moved off the init
-    weights = [k for k in before if not ("running_" in k or "num_batches" in k)]
-    for k in weights:
+    assert trained_keys(before)
+    for k in trained_keys(before):
         moved = not torch.equal(after[f"trunk.{k}"], before[k])
         assert moved == k.startswith("3."), k  # only block4 (trunk index 3) trains
 
