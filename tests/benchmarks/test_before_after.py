@@ -64,6 +64,7 @@ def test_python_path_puts_the_old_src_first_and_drops_this_checkouts(monkeypatch
     assert ba.python_path(tmp_path) == os.pathsep.join([str(tmp_path), "/weights/site"])
 
 
+@pytest.mark.heavy  # ~20 s: two studies in subprocesses (.ci/run's heavy step runs it)
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script")
 def test_gpu_check_beforeafter_runs_both_sides_from_a_tarball(tmp_path):
     """`gpu_check.sh beforeafter` as a CPU smoke run (synthetic data, a tiny study, a tarball of this checkout's

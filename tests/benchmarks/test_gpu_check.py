@@ -15,6 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.heavy  # ~25 s: a study, its report and a Chromium screenshot (.ci/run's heavy step runs it)
 @pytest.mark.skipif(sys.platform != "linux", reason="bash script")
 def test_the_curriculum_mode_runs_reports_and_packs_its_runs(tmp_path):
     mode = "curriculum"
