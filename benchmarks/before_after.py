@@ -5,7 +5,7 @@ Issue 23 asks that the run-context redesign leave the figures as they were, with
 out ``--before`` into a temporary git worktree, runs that commit's own study file (``--study``, a path inside the
 repository) with the old code and then the same file with this checkout's code, each in its own process with its
 own data root, and prints one row per arm: test accuracy mean ± sd over the seeds (n), both sides, their difference
-and Welch's p (``scipy.stats.ttest_ind(equal_var=False)``) where each side has 3 seeds or more; then the mean
+and Welch's p (``cifarlab.analysis.stats.welch``, the report's test) where each side has 3 seeds or more; then the mean
 seconds of work per run (the summaries' ``train_time_s`` + ``embed_time_s``, or the embedding cache's read where a
 run found it cached) on both sides and their ratio. The sides run one after the other, each alone on the machine,
 so the seconds are comparable. Each side first checks that ``import cifarlab`` loads its own ``src`` (not an
@@ -39,6 +39,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from cifarlab.analysis.stats import welch  # noqa: E402
+
+from common import short_commit  # noqa: E402
+
 SEED = re.compile(r"-s\d+$")
 
 
@@ -136,14 +141,12 @@ def main() -> None:
     ap.add_argument("--now", default="", help="label of this checkout's code; '' = its git commit")
     ap.add_argument("--out", default="/tmp/before-after")
     args = ap.parse_args()
-    from scipy import stats
-
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     if args.before_src and not args.study_file:
         sys.exit("--before-src needs --study-file (there is no commit to take --study from)")
-    now_commit = args.now or git_head() or "this checkout"
+    now_commit = args.now or short_commit() or "this checkout"
     src, tree = before_tree(args, out)
     try:
         study = Path(args.study_file).resolve() if args.study_file else out / "study.toml"
@@ -160,33 +163,22 @@ def main() -> None:
           f"now = {now_commit}'s code ({sides['now'][0]:.0f} s); test accuracy %, mean ± sd over seeds; "
           "seconds of work per run (training + embedding or its cache read), mean")
     for row in table(arms(out / "before"), arms(out / "now"), arms(out / "before", "seconds"),
-                     arms(out / "now", "seconds"), stats):
+                     arms(out / "now", "seconds")):
         print(row)
     failed = [side for side, (_, rc) in sides.items() if rc]
     if failed:
         sys.exit(f"the {' and '.join(failed)} side's study did not complete (its log: {out}/<side>.log)")
 
 
-def git_head() -> str:
-    """This checkout's short commit, or '' where there is no git (the GPU machine)."""
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True).stdout.strip()
-    except OSError:
-        return ""
-
-
-def table(before: dict, now: dict, before_s: dict, now_s: dict, stats) -> list[str]:
+def table(before: dict, now: dict, before_s: dict, now_s: dict) -> list[str]:
     """The markdown rows: accuracy both sides, difference, Welch p, then seconds of work and their ratio."""
     rows = ["| arm | before | now | now - before | Welch p | work s before | work s now | now / before |",
             "|---|---|---|---|---|---|---|---|"]
     for arm in sorted(set(before) | set(now)):
         b, n = before.get(arm), now.get(arm)
         diff = f"{statistics.mean(n) - statistics.mean(b):+.2f}" if b and n else "–"
-        p = "–"
-        if b and n and len(b) >= 3 and len(n) >= 3:
-            test = stats.ttest_ind(n, b, equal_var=False)
-            p = "–" if test.pvalue != test.pvalue else f"{test.pvalue:.3f}"  # nan: no variance on either side
+        tested = welch(n, b).p_value if b and n else None  # None: under 3 seeds a side, or neither varies
+        p = "–" if tested is None else f"{tested:.3f}"
         sb, sn = before_s.get(arm), now_s.get(arm)
         mb, mn = (statistics.mean(sb) if sb else None), (statistics.mean(sn) if sn else None)
         ratio = f"{mn / mb:.2f}x" if mb and mn else "–"

@@ -6,13 +6,15 @@ import datetime
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
 CIFAR_PNG = SHARED / "cifar10-png.tar.gz"
 
 
@@ -56,3 +58,12 @@ def machine() -> str:
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     return (f"{platform.node()} ({os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, {dev}), "
             f"torch {torch.__version__}, {datetime.date.today().isoformat()}")
+
+
+def short_commit() -> str:
+    """The checkout's short commit, or '' where there is no git (the GPU machine's copy of the tree)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True).stdout.strip()
+    except OSError:
+        return ""

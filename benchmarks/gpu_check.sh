@@ -104,6 +104,10 @@ keep_site() {  # copy the weight packages this call carried (.gpu/site, .gpu/sit
   mkdir -p $SITE && for d in .gpu/site .gpu/site12; do [ -d $d ] && cp -r $d/. $SITE/; done
   echo "weight packages on this machine: $(ls $SITE | grep -c _pytorch_model$)"; ls $SITE | grep _pytorch_model$
 }
+versions() {  # Python, torch and the card, first in gpu.txt
+  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
+if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
+}
 dataset() {  # the study's dataset: the staged CIFAR-10 once all 60,000 images are there (or CL_DATASET)
   if [ -n "${CL_DATASET:-}" ]; then DS=$CL_DATASET; return 0; fi
   local n; n=$(find $C10 -type f | wc -l)
@@ -181,8 +185,7 @@ curriculum)  # at once after curriculum1 and curriculum2; carry gpu-data/cifar10
   unpack 2 || exit 1
   keep_site
   dataset
-  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
-if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
+  versions
   study curriculum "${STUDY_FILE:-configs/studies/curriculum-offline.toml}" 75
   summarize $RUNS/curriculum
   cp "$RUNS/curriculum/report.html" "$OUT/curriculum-report.html" 2>/dev/null
@@ -198,8 +201,7 @@ rotnet)  # at once after rotnet1; carry gpu-data/cifar10-webp-2.tar.gz: the RotN
 beforeafter)  # at once after beforeafter1; carry gpu-data/cifar10-webp-2.tar.gz, .gpu/site and .gpu/before-src.tgz
   unpack 2 || exit 1
   dataset
-  python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.cuda.get_device_name() \
-if torch.cuda.is_available() else 'cpu')" | tee -a "$LOG/gpu.txt"
+  versions
   step beforeafter $(( TOTAL - ($(date +%s) - START) - 15 )) env CIFARLAB_DATASET="$DS" python3 \
     benchmarks/before_after.py --before "${BEFORE:-96be85b}" --before-src "${BEFORE_SRC:-.gpu/before-src.tgz}" \
     --study-file "${STUDY_FILE:-benchmarks/before_after_gpu.toml}" --now "${NOW:-this checkout}" --out $RUNS/beforeafter

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import short_commit  # noqa: E402
+
 STUDY = "configs/studies/quick.toml"
 
 
@@ -109,8 +112,7 @@ def main() -> None:
     for o in offsets:
         walls[o] = run_study(out / f"offset{o}", o, out / f"data{o}")  # an empty data root: decode included
         findings[o] = json.loads((out / f"offset{o}" / "report.findings.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    commit = short_commit()
     # this script's own outputs do not count as changes to what produced them
     outputs = {"README.md", "docs/results.md", "docs/quick-report.png"}
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,

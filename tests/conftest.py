@@ -100,3 +100,20 @@ def trunk_at_fit_start(monkeypatch):
 def trained_keys(state: dict) -> list[str]:
     """The keys of a state dict that training updates (not BatchNorm's running statistics or its counter)."""
     return [k for k in state if not ("running_" in k or "num_batches" in k)]
+
+
+def run_gpu_check(mode: str, tmp_path: Path, study_toml: str, dataset: str, **env: str):
+    """``bash benchmarks/gpu_check.sh MODE`` as a CPU smoke run: synthetic ``dataset`` (CL_DATASET), the study
+    ``study_toml`` (STUDY_FILE), $OUT, logs and runs under ``tmp_path``, this interpreter first on PATH, ``env``
+    on top. Returns the finished process (its output captured)."""
+    import os
+    import subprocess
+    import sys
+
+    study = tmp_path / "study.toml"
+    study.write_text(study_toml)
+    full = {**os.environ, "OUT": str(tmp_path / "out"), "CL_DATASET": dataset, "TOTAL": "240",
+            "STUDY_FILE": str(study), "LOG": str(tmp_path / "logs"), "RUNS": str(tmp_path / "runs"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", "benchmarks/gpu_check.sh", mode], cwd=Path(__file__).resolve().parents[1],
+                          env=full, text=True, capture_output=True, timeout=300)

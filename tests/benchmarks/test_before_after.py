@@ -4,15 +4,13 @@ path (an old ``src`` as a tarball, no git) runs both sides through benchmarks/gp
 
 import json
 import os
-import subprocess
 import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from scipy import stats
 
-from tests.conftest import load_benchmark
+from tests.conftest import load_benchmark, run_gpu_check
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,7 +49,7 @@ def test_seconds_are_training_plus_embedding_and_the_ratio_is_now_over_before(tm
                  "train_time_s": 1.0, "embed_time_s": s - 1.0}))
     before_s, now_s = ba.arms(tmp_path / "before", "seconds"), ba.arms(tmp_path / "now", "seconds")
     assert before_s == {"linear": [10.0, 12.0, 14.0]} and now_s == {"linear": [5.0, 6.0, 7.0]}
-    header, _, row = ba.table(ba.arms(tmp_path / "before"), ba.arms(tmp_path / "now"), before_s, now_s, stats)
+    header, _, row = ba.table(ba.arms(tmp_path / "before"), ba.arms(tmp_path / "now"), before_s, now_s)
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert header.startswith("| arm | before | now |") and cells[0] == "linear"
     assert cells[3] == "+10.00" and float(cells[4]) < 0.001  # +10 points with sd 1 on both sides: significant
@@ -73,15 +71,10 @@ def test_gpu_check_beforeafter_runs_both_sides_from_a_tarball(tmp_path):
     src_tgz = tmp_path / "before-src.tgz"
     with tarfile.open(src_tgz, "w:gz") as tar:
         tar.add(REPO / "src" / "cifarlab", "src/cifarlab", filter=lambda t: None if "__pycache__" in t.name else t)
-    study = tmp_path / "smoke.toml"
-    study.write_text('[study]\nname = "smoke"\n[defaults]\nprogress = "off"\nepochs = 1\nmax_steps_per_epoch = 2\n'
-                     '[[runs]]\nrecipe = "scratch"\nmodel = "cnn_small"\nname = "scratch-s{seed}"\nseeds = [0, 1]\n')
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "CL_DATASET": "synthetic:10:40:20", "TOTAL": "240",
-           "LOG": str(tmp_path / "logs"), "RUNS": str(tmp_path / "runs"),
-           "STUDY_FILE": str(study), "BEFORE_SRC": str(src_tgz), "BEFORE": "tarball", "NOW": "checkout",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "beforeafter"], cwd=REPO, env=env, text=True,
-                          capture_output=True, timeout=300)
+    done = run_gpu_check("beforeafter", tmp_path, '[study]\nname = "smoke"\n[defaults]\nprogress = "off"\n'
+                         'epochs = 1\nmax_steps_per_epoch = 2\n[[runs]]\nrecipe = "scratch"\nmodel = "cnn_small"\n'
+                         'name = "scratch-s{seed}"\nseeds = [0, 1]\n', "synthetic:10:40:20",
+                         BEFORE_SRC=str(src_tgz), BEFORE="tarball", NOW="checkout")
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "out" / "beforeafter.md").read_text()
     unpacked = (tmp_path / "runs" / "beforeafter" / "src-before" / "src" / "cifarlab").resolve()

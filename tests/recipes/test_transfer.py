@@ -141,7 +141,7 @@ def test_flip_features_trains_on_both_flips_and_tests_on_their_mean(tmp_path):
     assert _linear(tmp_path, "default").summary["flip_features"] is False  # auto: on for CUDA only
 
 
-def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
+def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path, monkeypatch):
     """LP-FT: the head starts from a linear probe on the frozen backbone (selected on validation, test untouched),
     so fine-tuning starts from the probe's accuracy instead of from chance."""
     # a "pretrained" encoder: a short scratch run (its BatchNorm statistics match its weights, as real ones do)
@@ -161,11 +161,9 @@ def test_finetune_defaults_to_cropflip_and_a_probe_initialised_head(tmp_path):
         splits.append(with_test)
         return real_split(ctx, fn, with_test, pad)
 
-    linear_eval.fit, transfer.embed_split = probe_fit, split
-    try:
-        lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
-    finally:
-        linear_eval.fit, transfer.embed_split = real_fit, real_split
+    monkeypatch.setattr(linear_eval, "fit", probe_fit)
+    monkeypatch.setattr(transfer, "embed_split", split)
+    lp = api.train(api.make_config("finetune", overrides={**common, "name": "lpft"}))
     (train_rows, val_rows), = probes  # the one probe: selected on rows it did not train on, test never embedded
     assert train_rows and val_rows and not set(train_rows) & set(val_rows) and splits == [False]
     rand = api.train(api.make_config("finetune", overrides={**common, "name": "rand", "head_init": "random"}))

@@ -77,16 +77,16 @@ def figure_owners(runs: list[Run], figures: str = "first-seed") -> dict[str, str
     one arm (the same recipe, start and configuration but the seed) share the figures of their lowest seed's run:
     five seeds' confusion matrices and t-SNE plots of one arm look alike, and drawing them was most of a study
     report's time. Failed runs and runs without a seed sibling keep their own."""
+    owners = {str(r.path): "" for r in runs}
     if figures == "all":
-        return {str(r.path): "" for r in runs}
+        return owners
     from cifarlab.analysis.arms import group_by, variant
 
-    owners: dict[str, str] = {}
     complete = [r for r in runs if r.status == "complete"]
     for group in group_by(complete, lambda r: (variant(r), str(r.key("init") or ""))).values():
         first = min(group, key=lambda r: (r.key("seed") if isinstance(r.key("seed"), int) else 0, r.name))
-        owners.update({str(r.path): "" if r is first else first.name for r in group})
-    return {str(r.path): owners.get(str(r.path), "") for r in runs}
+        owners.update({str(r.path): first.name for r in group if r is not first})
+    return owners
 
 
 def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = None, meanwhile=None,

@@ -37,6 +37,7 @@ from cifarlab.engine.device import (
 )
 from cifarlab.engine.fit import FitSpec
 from cifarlab.engine.loop import FitData, StepPlan
+from cifarlab.engine.optim import make_optimizer
 from cifarlab.engine.rundir import RunDir
 from cifarlab.models import Backbone
 from cifarlab.progress import enabled as progress_enabled
@@ -217,6 +218,11 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
         flip_features=flip, lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
         steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, num_test=len(loaded.test_y),
         tta_views=[list(v) for v in TTA_VIEWS], cpu_allocator=allocator_state())
+
+
+def run_optimizer(cfg: RunConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    """The optimizer the config names over ``groups``, with every optimizer key of the config."""
+    return make_optimizer(groups, cfg.optimizer, cfg.momentum, cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
 
 
 def fit_spec(cfg: RunConfig, resolved: Resolved | None = None, **changes: Any) -> FitSpec:

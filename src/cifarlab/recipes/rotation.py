@@ -16,12 +16,12 @@ from cifarlab.data import stratified_sample
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import fit
 from cifarlab.engine.loop import evaluate
-from cifarlab.engine.optim import make_optimizer, trunk_and_head_groups
+from cifarlab.engine.optim import trunk_and_head_groups
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Rotation
 from cifarlab.objectives.rotation import NUM_ROTATIONS
 from cifarlab.progress import Line
-from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.context import RunContext, fit_spec, run_optimizer
 from cifarlab.recipes.evaluate import check_finite, fit_io, fit_summary, selection_text, to_device
 from cifarlab.recipes.execute import RECIPES, Recipe
 from cifarlab.recipes.scratch import augmentation
@@ -36,8 +36,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
     task = Rotation(augment, cfg.label_smoothing)
-    optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
-                               cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
+    optimizer = run_optimizer(cfg, trunk_and_head_groups(model, cfg.weight_decay))
     result = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()
     test = evaluate(fwd, task, loaded.test_x, loaded.test_y, cfg.eval_batch_size, ctx.resolved.amp, device=ctx.device)

@@ -7,10 +7,10 @@ from typing import Any
 from cifarlab.config import ScratchConfig
 from cifarlab.data import Augment
 from cifarlab.engine.fit import fit
-from cifarlab.engine.optim import make_optimizer, trunk_and_head_groups
+from cifarlab.engine.optim import trunk_and_head_groups
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification
-from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.context import RunContext, fit_spec, run_optimizer
 from cifarlab.recipes.evaluate import finish_classifier, fit_io, input_format, to_device
 from cifarlab.recipes.execute import RECIPES, Recipe
 
@@ -30,8 +30,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     cfg = ctx.cfg
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
-    optimizer = make_optimizer(trunk_and_head_groups(model, cfg.weight_decay), cfg.optimizer, cfg.momentum,
-                               cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
+    optimizer = run_optimizer(cfg, trunk_and_head_groups(model, cfg.weight_decay))
     result = fit(model, Classification(augment, cfg.label_smoothing), ctx.loaded.train, optimizer,
                  fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()

@@ -17,10 +17,10 @@ from cifarlab.config import SupConConfig
 from cifarlab.data import ContrastiveViews
 from cifarlab.engine import distributed
 from cifarlab.engine.fit import FitResult, fit
-from cifarlab.engine.optim import make_optimizer, param_groups
+from cifarlab.engine.optim import param_groups
 from cifarlab.models import Backbone, ProjectionHead, create_model
 from cifarlab.objectives import Classification, Contrastive, ContrastiveModel, SupConLoss
-from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.context import RunContext, fit_spec, run_optimizer
 from cifarlab.recipes.evaluate import finish_classifier, fit_io, to_device
 from cifarlab.recipes.execute import RECIPES, Recipe
 from cifarlab.recipes.linear_eval import PROTOCOL, embed_split, evaluation_budget, knn_accuracy, train_head
@@ -69,7 +69,7 @@ def run(ctx: RunContext, backbone: Backbone) -> dict[str, Any]:
                     "name": "online_probe"}]
         extra["online_probe"] = ("linear head on detached encoder features (the train_acc/val_acc columns); its "
                                  "cross-entropy is not part of the validation loss that selects the epoch")
-    optimizer = make_optimizer(groups, cfg.optimizer, cfg.momentum, cfg.nesterov, muon_lr_scale=cfg.muon_lr_scale)
+    optimizer = run_optimizer(cfg, groups)
     if cfg.epochs:
         pretrain = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx),
                        forward_model=fwd)

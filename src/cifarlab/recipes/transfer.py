@@ -24,13 +24,13 @@ from cifarlab.engine.device import synchronize
 from cifarlab.engine.embed import embed
 from cifarlab.engine.fit import fit
 from cifarlab.engine.health import batch_statistics
-from cifarlab.engine.optim import make_optimizer, param_groups
+from cifarlab.engine.optim import param_groups
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.models import Backbone, create_model
 from cifarlab.objectives import Classification
 from cifarlab.progress import Line
-from cifarlab.recipes.context import RunContext, fit_spec
+from cifarlab.recipes.context import RunContext, fit_spec, run_optimizer
 from cifarlab.recipes.evaluate import check_finite, finish_classifier, fit_io, input_format, to_device, warn
 from cifarlab.recipes.execute import RECIPES, Recipe
 from cifarlab.recipes.linear_eval import (
@@ -227,8 +227,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
             model.head.bias.copy_(head.bias)
         extra["head_init_s"] = round(time.perf_counter() - t0, 3)
     extra["head_init"] = cfg.head_init if regime != "linear" else "trained"
-    optimizer = make_optimizer(optimizer_groups(model, cfg), cfg.optimizer, cfg.momentum, cfg.nesterov,
-                               muon_lr_scale=cfg.muon_lr_scale)
+    optimizer = run_optimizer(cfg, optimizer_groups(model, cfg))
     trained, forward, scaler = model, fwd, None
     if regime == "linear":  # the one protocol re-running the frozen backbone: standardised features, then the head
         emb = embed_split(ctx, lambda x: model.forward_features(augment.eval(x)), with_test=False)
