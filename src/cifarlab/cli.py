@@ -11,7 +11,7 @@ from cifarlab import api, config
 from cifarlab.bench import BenchOptions
 from cifarlab.engine import distributed
 from cifarlab.errors import CifarlabError
-from cifarlab.recipes.executors import headline
+from cifarlab.studies.local import headline
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from mini_study import rotation_then_finetune
 
 from cifarlab import api
 from cifarlab.errors import ConfigError
-from cifarlab.recipes.study import load_study
+from cifarlab.studies.plan import load_study
 
 STUDY = rotation_then_finetune("ft-pc{per_class}-s{seed}", "[5, 10]")
 

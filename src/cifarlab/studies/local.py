@@ -1,5 +1,5 @@
 """How a study's runs are executed on this machine: one after another in this process, or as separate processes,
-K at a time per device (``--jobs-per-device``). The Slurm executor is :mod:`cifarlab.recipes.slurm`.
+K at a time per device (``--jobs-per-device``). The Slurm executor is :mod:`cifarlab.studies.slurm`.
 
 Every executor skips complete runs, resumes interrupted ones (a run directory with a summary), starts a run that
 begins from another run of the study (``init = "@name"``) only once that run is complete, skips it when that run
@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
+from cifarlab.studies.plan import PlannedRun
 
-if TYPE_CHECKING:
-    from cifarlab.recipes.study import PlannedRun
 
 Log = Callable[[str], None]
 HEADLINE_METRICS = ("test_acc", "linear_acc", "rotation_test_acc")  # the first a run has is its result

@@ -23,18 +23,17 @@ Study file::
     per_class = [20, 100]    # a list sweeps: one run per value
     series = "rotation + finetune"   # groups runs into a curve of accuracy vs per_class in the report
 
-    [slurm]                  # optional: each job's Slurm options for --executor slurm (recipes/slurm.py)
+    [slurm]                  # optional: each job's Slurm options for --executor slurm (studies/slurm.py)
     partition = "gpu"
     time = "2:00:00"
     gpus_per_job = 1
 
-How runs are executed (one process after another, K processes per device, Slurm jobs): ``recipes/executors.py`` and
-``recipes/slurm.py``.
+How runs are executed (one process after another, K processes per device, Slurm jobs): ``studies/local.py`` and
+``studies/slurm.py``; the study file and its plan: ``studies/plan.py``.
 """
 
 from __future__ import annotations
 
-import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -42,82 +41,19 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab import config as config_mod
-from cifarlab.config import make_config
 from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import ConfigError
-from cifarlab.recipes import executors
-from cifarlab.recipes.execute import run_name
+from cifarlab.studies import local as executors
+from cifarlab.studies.plan import load_study
 
-SWEEPABLE = ("per_class", "train_fraction", "model", "lr", "epochs")
 EXECUTORS = ("local", "slurm")
-
-
-@dataclass
-class PlannedRun:
-    name: str
-    recipe: str
-    keys: dict[str, Any]
-    series: str | None
-
-
-def load_study(path: str | Path, out: str | Path, adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-               seed_offset: int = 0) -> tuple[dict[str, Any], list[PlannedRun]]:
-    """Parse and validate a study file into the runs it describes (every config is checked before any run).
-
-    Args:
-        adjust: maps each run's keys to the keys it runs with, after its name is fixed (a smoke test shrinks every
-            run this way and keeps the study's names and ``@run`` references).
-        seed_offset: added to every run's seeds; ``{seed}`` in names and ``@name`` references follow.
-    """
-    doc = config_mod.load_toml(path)
-    unknown = set(doc) - {"study", "defaults", "runs", "slurm"}
-    if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; allowed: study, defaults, runs, slurm")
-    meta, defaults, entries = doc.get("study", {}), doc.get("defaults", {}), doc.get("runs", [])
-    bad = sorted(set(meta) - {"name", "description", "note"})
-    if bad:
-        raise ConfigError(f"{path}: unknown key(s) {bad} in [study]; allowed: name, description, note")
-    if not entries:
-        raise ConfigError(f"{path}: no [[runs]] entries")
-    planned = []
-    for i, entry in enumerate(entries, 1):
-        entry = {**defaults, **entry}
-        if "recipe" not in entry:
-            raise ConfigError(f"{path}: run {i} has no recipe")
-        seeds = entry.pop("seeds", [entry.get("seed", 0)])
-        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
-            raise ConfigError(f"{path}: run {i}: seeds={seeds!r} must be a list of integers")
-        series = entry.pop("series", None)
-        template = entry.pop("name", None)
-        sweeps = {k: v for k, v in entry.items() if k in SWEEPABLE and isinstance(v, list)}
-        for seed, *values in itertools.product([s + seed_offset for s in seeds], *sweeps.values()):
-            keys = {**entry, **dict(zip(sweeps, values)), "seed": seed, "out": str(out),
-                    **({"series": series} if series else {})}  # the run records its curve when it starts
-            fill = {k: v for k, v in keys.items() if isinstance(v, (str, int, float))}
-            if isinstance(keys.get("init"), str) and keys["init"].startswith("@"):
-                keys["init"] = str(Path(out) / keys["init"][1:].format(**fill))
-            if template:
-                keys["name"] = template.format(**fill)
-            if adjust is not None:
-                keys = {**adjust(keys), "name": keys.get("name") or run_name(make_config(keys["recipe"],
-                                                                                          overrides=keys))}
-            try:
-                cfg = make_config(keys["recipe"], overrides=keys)
-            except ConfigError as exc:
-                raise ConfigError(f"{path}: run {i} ({keys['recipe']}): {exc}") from None
-            planned.append(PlannedRun(run_name(cfg), keys["recipe"], keys, series))
-    names = [p.name for p in planned]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{path}: several runs would share the run directory name(s) {dupes}; give them names")
-    return meta, planned
 
 
 def slurm_settings(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
     """The study file's ``[slurm]`` table with ``overrides`` (CLI flags) on top, as a
-    :class:`cifarlab.recipes.slurm.SlurmSettings`."""
-    from cifarlab.recipes import slurm
+    :class:`cifarlab.studies.slurm.SlurmSettings`."""
+    from cifarlab.studies import slurm
 
     return slurm.settings(config_mod.load_toml(path).get("slurm"), str(path), overrides)
 
@@ -136,7 +72,7 @@ def plan_lines(path: str | Path, out: str | Path, seed_offset: int = 0, executor
         extra = "".join(f" {k}={run.keys[k]}" for k in ("model", "per_class", "seed", "epochs") if k in run.keys)
         lines.append(f"{i:>3}. [{status}] {run.name} ({run.recipe}{init}{extra})")
     if executor == "slurm":
-        from cifarlab.recipes import slurm as slurm_mod
+        from cifarlab.studies import slurm as slurm_mod
 
         lines += slurm_mod.plan_lines(planned, Path(out), slurm_settings(path, slurm))
     return "\n".join(lines)
@@ -158,7 +94,7 @@ class StudyOptions:
             listed); 1 with no ``gpus`` runs everything in this process. A run that starts from another run of the
             study (``init = "@name"``) waits for it.
         seed_offset: added to every run's seeds (recorded in study.json).
-        executor: ``local`` (this machine) or ``slurm`` (one Slurm job per run, :mod:`cifarlab.recipes.slurm`).
+        executor: ``local`` (this machine) or ``slurm`` (one Slurm job per run, :mod:`cifarlab.studies.slurm`).
         slurm: Slurm settings over the study file's ``[slurm]`` table (keys of ``SlurmSettings``).
         wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
@@ -202,7 +138,7 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
         "runs": {n: v for n, v in earlier.items() if n in names}})
     say = executors.Reporter(study_name, len(planned), log)
     if settings is not None:
-        from cifarlab.recipes.slurm import run_slurm
+        from cifarlab.studies.slurm import run_slurm
 
         failed = run_slurm(planned, out, settings, say, submitit_executor, wait)
         if not wait:

@@ -19,7 +19,7 @@ Design choices, and why:
   the time limit: submitit calls :meth:`RunJob.checkpoint` (the run's last epoch checkpoint is on disk already; the
   partial epoch is redone) and requeues the job. On preemption (or ``scontrol requeue``) Slurm sends SIGTERM, the run
   stops at once (left ``running``; submitit alone would ignore the signal until the kill) and Slurm requeues the
-  job itself. Either way the requeued job resumes the run from its last checkpoint (``tests/recipes/test_slurm.py``
+  job itself. Either way the requeued job resumes the run from its last checkpoint (``tests/studies/test_slurm.py``
   preempts a job mid-training and compares the final weights with an uninterrupted run's).
 - **The submitter follows the jobs** (``squeue``/``scontrol``, no accounting database needed), records each run's job
   id and state in ``study.json``, prints each run's headline result as its job ends and builds the report when the
@@ -36,14 +36,13 @@ import subprocess
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.recipes.executors import Reporter, dependencies, headline, record_run, run_command, status
+from cifarlab.studies.plan import PlannedRun
+from cifarlab.studies.local import Reporter, dependencies, headline, record_run, run_command, status
 
-if TYPE_CHECKING:
-    from cifarlab.recipes.study import PlannedRun
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "PREEMPTED", "UNKNOWN"}
@@ -141,8 +140,6 @@ class RunJob:
         self.name, self.recipe, self.keys, self.out, self.nproc = name, recipe, keys, out, nproc
 
     def __call__(self) -> dict[str, Any]:
-        from cifarlab.recipes.study import PlannedRun
-
         out = Path(self.out)
         resume = status(out, self.name) is not None
         if self.nproc > 1:

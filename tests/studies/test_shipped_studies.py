@@ -16,7 +16,8 @@ import pytest
 
 from cifarlab.config import keys as config_keys
 from cifarlab.recipes.execute import RECIPES
-from cifarlab.recipes.study import load_study, run_study
+from cifarlab.studies.plan import load_study
+from cifarlab.studies.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[2] / "configs" / "studies"
 STUDIES = sorted(ROOT.glob("*.toml")) + sorted((ROOT / "course").glob("*.toml"))

@@ -14,8 +14,8 @@ from mini_study import HEADER
 
 from cifarlab import api
 from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.recipes import slurm
-from cifarlab.recipes.study import run_study
+from cifarlab.studies import slurm
+from cifarlab.studies.runner import run_study
 
 submitit = pytest.importorskip("submitit")
 

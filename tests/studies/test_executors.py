@@ -9,8 +9,8 @@ from mini_study import rotation_then_finetune
 
 from cifarlab.engine import checkpoint
 from cifarlab.errors import CifarlabError
-from cifarlab.recipes import executors
-from cifarlab.recipes.study import run_study
+from cifarlab.studies import local as executors
+from cifarlab.studies.runner import run_study
 
 STUDY = rotation_then_finetune("ft-s{seed}", "5")
 NAMES = ["rot-s0", "rot-s1", "ft-s0", "ft-s1"]
