@@ -7,7 +7,6 @@ embedding, evaluation, a study's runs) wraps its loop in :func:`bar`.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import NamedTuple
 
@@ -24,7 +23,7 @@ class Line(NamedTuple):
 
 
 def enabled(mode: str) -> bool:
-    """Whether a bar shows under ``mode`` (``auto``: stderr is a TTY and no pytest test is running).
+    """Whether a bar shows under ``mode`` (``auto``: stderr is a TTY).
 
     Raises:
         ValueError: ``mode`` is not one of :data:`MODES`.
@@ -32,8 +31,7 @@ def enabled(mode: str) -> bool:
     if mode not in MODES:
         raise ValueError(f"progress={mode!r}; choose from: {', '.join(MODES)}")
     if mode == "auto":
-        # pytest -s hands tests the terminal; a test still stays quiet unless it asks for "on"
-        return sys.stderr.isatty() and "PYTEST_CURRENT_TEST" not in os.environ
+        return sys.stderr.isatty()
     return mode == "on"
 
 

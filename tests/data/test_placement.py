@@ -22,7 +22,7 @@ def test_cuda_too_large_falls_back_to_the_host_with_a_message():
 
 
 def test_unknown_free_memory_means_no_decision(monkeypatch):
-    import cifarlab.engine.device as dev
+    import cifarlab.memory as dev
 
     monkeypatch.setattr(dev, "free_memory_bytes", lambda device: None)
     assert fits(torch.device("cuda"), GIB) == (True, "")

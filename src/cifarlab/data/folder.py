@@ -34,8 +34,8 @@ import numpy as np
 from cifarlab.data.images import IMAGE_EXTENSIONS, ImageDecodeError, decode, image_size
 from cifarlab.data.progress import Progress, ProgressArg
 from cifarlab.data.sizing import choose_side, resize_note
-from cifarlab.engine.checkpoint import atomic_write_bytes
 from cifarlab.errors import DataError
+from cifarlab.files import atomic_write_bytes
 from cifarlab.workers import imap
 
 CACHE_VERSION = 2  # bump when decoding or the cache's layout changes, so stale caches are not reused (2: NCHW)

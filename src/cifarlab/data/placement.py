@@ -32,7 +32,7 @@ def fits(device: torch.device, nbytes: int, free_bytes: int | None = None) -> tu
     if device.type != "cuda":
         return True, ""
     if free_bytes is None:
-        from cifarlab.engine.device import free_memory_bytes
+        from cifarlab.memory import free_memory_bytes
 
         free_bytes = free_memory_bytes(device)
     if free_bytes is None:

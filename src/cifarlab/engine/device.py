@@ -6,14 +6,13 @@ import contextlib
 import os
 import platform
 import random
-import resource
 import threading
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cifarlab.errors import ConfigError
+from cifarlab.memory import free_memory_bytes, peak_memory_mb  # noqa: F401  (re-exported)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -158,26 +157,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({platform.processor() or platform.machine()})"
-
-
-def free_memory_bytes(device: torch.device) -> int | None:
-    """Free memory of the device (CUDA) or available RAM (Linux CPU); None when unknown."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak device memory of this process: CUDA's max allocated, or the process's max RSS on the CPU."""
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
 def compile_model(fn, mode: str):

@@ -22,7 +22,6 @@ from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
 from cifarlab.studies.plan import PlannedRun
 
-
 Log = Callable[[str], None]
 HEADLINE_METRICS = ("test_acc", "linear_acc", "rotation_test_acc")  # the first a run has is its result
 

@@ -40,9 +40,8 @@ from typing import Any
 
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError, ConfigError
-from cifarlab.studies.plan import PlannedRun
 from cifarlab.studies.local import Reporter, dependencies, headline, record_run, run_command, status
-
+from cifarlab.studies.plan import PlannedRun
 
 LIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
                "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "PREEMPTED", "UNKNOWN"}
