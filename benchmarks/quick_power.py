@@ -42,6 +42,15 @@ PUBLISHED = [
 ISSUE_OFFSET_20 = {"SupCon vs control, kNN": (3.65, 0.006), "rotation vs random init, full fine-tune": (5.50, 0.35),
                    "rotation vs random init, last block": (2.90, None, -1.19, 6.99)}
 
+# the seeds per arm (a, b) configs/studies/quick.toml runs, and whether the course expects the effect
+CHOSEN = {"last block vs linear probe": (8, 8, "no (its order is the measured one)"),
+          "full fine-tune vs linear probe": (4, 8, "yes: full fine-tune >= linear probe with enough steps"),
+          "full fine-tune vs last block": (4, 8, "yes, at full scale"),
+          "SupCon vs control, linear": (4, 4, "yes"), "SupCon vs control, kNN": (4, 4, "yes"),
+          "SupCon vs CE, linear": (4, 3, "at full scale only"), "SupCon vs CE, kNN": (4, 3, "at full scale only"),
+          "rotation vs random init, full fine-tune": (3, 3, "yes"),
+          "rotation vs random init, last block": (3, 3, "yes")}
+
 
 def pooled_sd(n_a: int, n_b: int, lo: float, hi: float) -> float:
     se = (hi - lo) / 2 / stats.t.ppf(0.975, n_a + n_b - 2)
@@ -61,8 +70,8 @@ def seeds_needed(diff: float, sd: float, alpha: float, power: float = 0.9) -> fl
                                        alternative="two-sided")
 
 
-def power_at(diff: float, sd: float, n: int, alpha: float) -> float:
-    return TTestIndPower().power(effect_size=abs(diff) / sd, nobs1=n, alpha=alpha, ratio=1.0,
+def power_at(diff: float, sd: float, n_a: int, n_b: int, alpha: float) -> float:
+    return TTestIndPower().power(effect_size=abs(diff) / sd, nobs1=n_a, alpha=alpha, ratio=n_b / n_a,
                                  alternative="two-sided")
 
 
@@ -104,13 +113,17 @@ def main() -> None:
     args = ap.parse_args()
     alpha = args.alpha / args.family
     print(f"alpha per comparison (Holm's first step, conservative for every step): {alpha:.4f}; power 0.90\n")
-    print("| comparison | sd (points, max of offsets) | difference (points, mean of offsets) | seeds per arm for 90% |")
-    print("|---|---|---|---|")
+    print("| comparison (a vs b) | course expects a > b | sd (points, max of offsets) | difference (points, mean of "
+          "offsets) | seeds per arm for 90% | seeds run (a, b) | power at them |")
+    print("|---|---|---|---|---|---|---|")
     for name, (sds, diffs) in {**published(), **from_findings(args.findings)}.items():
         sd, diff = max(sds), statistics.fmean(diffs)
         n = seeds_needed(diff, sd, alpha)
-        print(f"| {name} | {sd:.2f} ({', '.join(f'{s:.2f}' for s in sds)}) | {diff:+.2f} "
-              f"({', '.join(f'{d:+.2f}' for d in diffs)}) | {math.ceil(n) if math.isfinite(n) else 'never'} |")
+        n_a, n_b, expected = CHOSEN.get(name, (0, 0, "?"))
+        power = f"{power_at(diff, sd, n_a, n_b, alpha):.2f}" if n_a and diff else "–"
+        print(f"| {name} | {expected} | {sd:.2f} ({', '.join(f'{s:.2f}' for s in sds)}) | {diff:+.2f} "
+              f"({', '.join(f'{d:+.2f}' for d in diffs)}) | {math.ceil(n) if math.isfinite(n) else 'never'} "
+              f"| {n_a}, {n_b} | {power} |")
 
 
 if __name__ == "__main__":

@@ -41,14 +41,31 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cifarlab.cli", *args]
 
 
-def run_offset(study: str, out: Path, offset: int, env: dict[str, str]) -> float:
-    """The study at ``--seed-offset offset`` into its kept folder; its wall seconds (also kept in wall.json)."""
-    t0 = time.perf_counter()
-    subprocess.run(cli("study", study, "--out", str(folder(out, offset)), "--seed-offset", str(offset)), cwd=REPO,
-                   env=env, check=True)
-    wall = time.perf_counter() - t0
-    (folder(out, offset) / "wall.json").write_text(json.dumps({"offset": offset, "wall_s": round(wall, 1)}) + "\n")
-    return wall
+def run_offsets(study: str, out: Path, offsets: list[int], env: dict[str, str], jobs: int) -> dict[int, float]:
+    """The study at each ``--seed-offset`` into its kept folder, up to ``jobs`` offsets at once; each offset's wall
+    seconds (also kept in its wall.json). A failed study stops the script, naming its offset and log."""
+    walls: dict[int, float] = {}
+    pending, running = list(offsets), {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            o = pending.pop(0)
+            folder(out, o).mkdir(parents=True, exist_ok=True)
+            log = (folder(out, o) / "study.log").open("w")
+            cmd = cli("study", study, "--out", str(folder(out, o)), "--seed-offset", str(o))
+            running[o] = (subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT),
+                          time.perf_counter(), log)
+        time.sleep(0.2)
+        for o, (proc, t0, log) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            log.close()
+            del running[o]
+            if proc.returncode:
+                raise SystemExit(f"offset {o}: the study failed (exit {proc.returncode}); see {log.name}")
+            walls[o] = time.perf_counter() - t0
+            (folder(out, o) / "wall.json").write_text(json.dumps(
+                {"offset": o, "wall_s": round(walls[o], 1), "concurrent_offsets": jobs}) + "\n")
+    return walls
 
 
 def rederive(out: Path, offset: int, env: dict[str, str]) -> None:
@@ -125,20 +142,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: re-derive each offset's findings from its kept runs with the current code")
     ap.add_argument("--table", default=None, help="write the markdown table here (default OUT/stability.md)")
+    ap.add_argument("--jobs", type=int, default=1, help="offsets run at once (their wall times are then not a "
+                                                        "study's own)")
     args = ap.parse_args(argv)
     if len(set(args.offsets)) < 2:
         raise SystemExit("--offsets: give at least two different offsets")
     out = Path(args.out).resolve()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     walls = {}
-    for o in args.offsets:
-        if args.report_only:
+    if args.report_only:
+        for o in args.offsets:
             rederive(out, o, env)
-        else:
-            walls[o] = run_offset(args.study, out, o, env)
+    else:
+        walls = run_offsets(args.study, out, args.offsets, env, max(1, args.jobs))
     t = tally({o: findings(out, o, args.report_only) for o in args.offsets})
     how = "re-derived by `--report-only` from the kept runs" if args.report_only else "as the study wrote them"
-    wall = ("; wall time per offset: " + ", ".join(f"{o}: {w:.0f} s" for o, w in walls.items())) if walls else ""
+    wall = ("; wall time per offset" + (f" ({args.jobs} at once)" if args.jobs > 1 else "") + ": "
+            + ", ".join(f"{o}: {w:.0f} s" for o, w in sorted(walls.items()))) if walls else ""
     header = (f"`benchmarks/verdict_stability.py --offsets {' '.join(map(str, args.offsets))}` on `{args.study}`, "
               f"commit `{short_commit()}`, dataset `{os.environ.get('CIFARLAB_DATASET', 'cifar10')}`; findings "
               f"{how}{wall}.")

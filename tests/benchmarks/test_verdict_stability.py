@@ -66,9 +66,10 @@ def test_a_tiny_study_at_two_offsets_then_report_only_from_the_kept_folders(tmp_
     study.write_text(STUDY)
     out = tmp_path / "stab"
     monkeypatch.delenv("CIFARLAB_DATASET", raising=False)
-    vs.main(["--offsets", "0", "7", "--out", str(out), "--study", str(study)])
+    vs.main(["--offsets", "0", "7", "--out", str(out), "--study", str(study), "--jobs", "2"])
     for o in (0, 7):
         assert json.loads((out / f"off-{o}" / "wall.json").read_text())["offset"] == o
+        assert "complete" in (out / f"off-{o}" / "study.log").read_text()
         assert (out / f"off-{o}" / f"supcon-s{o + 2}" / "summary.json").is_file()  # the offset moved the seeds
     table = (out / "stability.md").read_text()
     assert "| offset 0 | offset 7 |" in table and "vs" in table
