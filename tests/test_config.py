@@ -113,3 +113,15 @@ def test_a_preset_sets_its_keys_under_anything_the_user_sets(tmp_path):
     assert (mixed.epochs, mixed.ema, mixed.warmup_epochs) == (4, 0.0, SCRATCH_PRESETS["fast"]["warmup_epochs"])
     with pytest.raises(ConfigError, match="preset='turbo' is not allowed; choose from: default, fast"):
         make_config("scratch", overrides={"preset": "turbo"})
+
+
+def test_a_warmup_the_user_sets_is_kept_uncapped_unless_the_cap_is_set_too(tmp_path):
+    make_config = api.make_config
+    assert make_config("scratch").warmup_max_fraction == 0.3  # the default warm-up adapts to a short run
+    toml = tmp_path / "c.toml"
+    toml.write_text("warmup_epochs = 2.0\n")
+    assert make_config("scratch", config_file=str(toml)).warmup_max_fraction == 1.0
+    assert make_config("supcon", sets=["warmup_min_steps=5"]).warmup_max_fraction == 1.0
+    both = make_config("scratch", overrides={"warmup_epochs": 2.0}, sets=["warmup_max_fraction=0.5"])
+    assert both.warmup_max_fraction == 0.5
+    assert make_config("scratch", overrides={"preset": "fast"}).warmup_max_fraction == 0.3  # a preset is no user

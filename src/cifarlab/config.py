@@ -98,6 +98,11 @@ class RunConfig:
     warmup_min_steps: int = opt(30, "a warm-up of the derived rate (lr = 0, warmup_epochs > 0) lasts at least this "
                                     "many optimizer steps, so tiny subsets and large batches warm up too; an explicit "
                                     "lr warms up for exactly warmup_epochs", lo=0)
+    warmup_max_fraction: float = opt(0.3, "the warm-up lasts at most this fraction of the run's optimizer steps, so a "
+                                          "run shorter than its warm-up still reaches its peak rate and decays; "
+                                          "setting warmup_epochs or warmup_min_steps yourself makes it 1 (the "
+                                          "warm-up as set, with a warning when it outlasts the run)",
+                                     lo=0.0, hi=1.0)
     divergence_factor: float = opt(10.0, "a run has diverged when its loss exceeds this many times the chance-level "
                                          "loss (BatchNorm lag early in training is told apart and tolerated)",
                                    lo=1.0, lo_open=True)
@@ -371,6 +376,9 @@ def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
             if key not in valid:
                 raise ConfigError(unknown_key_message(key, valid, cls))
             values[key] = _coerce(cls, key, value)
+    given = {k for layer in layers for k in layer}
+    if given & {"warmup_epochs", "warmup_min_steps"} and "warmup_max_fraction" not in given:
+        values["warmup_max_fraction"] = 1.0  # a warm-up the user set is kept as set (the run log warns if too long)
     presets: dict[str, dict[str, Any]] = getattr(cls, "presets", {})
     for key, value in presets.get(values.get("preset", ""), {}).items():
         values.setdefault(key, value)  # under everything the layers set

@@ -60,8 +60,8 @@ def test_the_lr_follows_the_batch_actually_used_when_the_subset_is_smaller(tmp_p
 
 def test_warmup_of_the_derived_rate_lasts_a_minimum_number_of_steps():
     spec = FitSpec(epochs=3, batch_size=64, lr=0.0, base_lr=0.1, ref_batch=64, warmup_epochs=1.0,
-                   warmup_min_steps=30)
-    assert warmup_steps(spec, steps_per_epoch=3) == 30  # a 9-step run stays in its warm-up: it never reaches 0.1
+                   warmup_min_steps=30, warmup_max_fraction=1.0)
+    assert warmup_steps(spec, steps_per_epoch=3) == 30  # uncapped, a 9-step run stays in its warm-up
     assert warmup_steps(spec, steps_per_epoch=10) == 30  # the floor over 1 epoch = 10 steps
     assert warmup_steps(spec, steps_per_epoch=100) == 100  # 1 epoch is longer than the floor
     assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.0, base_lr=0.1, warmup_epochs=0.0,
@@ -69,9 +69,37 @@ def test_warmup_of_the_derived_rate_lasts_a_minimum_number_of_steps():
 
 
 def test_an_explicit_lr_warms_up_for_exactly_the_epochs_asked():
-    spec = FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1.0, warmup_min_steps=30)
+    spec = FitSpec(epochs=3, batch_size=64, lr=0.1, warmup_epochs=1.0, warmup_min_steps=30, warmup_max_fraction=1.0)
     assert warmup_steps(spec, steps_per_epoch=3) == 3  # no floor: the rate given is the rate used
     assert warmup_steps(FitSpec(epochs=3, batch_size=64, lr=0.001, warmup_epochs=0.0, warmup_min_steps=30), 3) == 0
+
+
+def test_the_default_warmup_is_capped_at_a_fraction_of_a_short_run_and_untouched_in_a_long_one():
+    spec = FitSpec(epochs=3, batch_size=64, lr=0.0, base_lr=0.1, ref_batch=64, warmup_epochs=1.0,
+                   warmup_min_steps=30)  # the defaults' cap, warmup_max_fraction 0.3
+    assert spec.warmup_max_fraction == 0.3
+    assert warmup_steps(spec, steps_per_epoch=3) == 2  # 9 steps: 30 asked, floor(0.3 x 9) used
+    assert warmup_steps(FitSpec(epochs=30, warmup_epochs=1.0), steps_per_epoch=100) == 100  # 3% of the run: as asked
+
+
+def test_a_run_shorter_than_its_warmup_caps_it_says_so_first_and_reaches_its_peak_rate(tmp_path, capsys):
+    # 540 training images at batch 512: 1 step per epoch, 10 steps; the 30-step floor would hold the rate at a third
+    result = api.train(_cfg(tmp_path, batch_size=512, epochs=10))
+    s = result.summary
+    assert s["warmup_steps"] == 3
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith("resolved:") and "warm-up 3 steps (capped from 30: the run has 10 steps" in first
+    lrs = [float(r.split(",")[1]) for r in (result.path / "metrics.csv").read_text().splitlines()[1:]]
+    assert max(lrs) == pytest.approx(s["peak_lr"])  # the peak is reached (uncapped: 10/30 of it at most)
+
+
+def test_an_explicit_warmup_longer_than_the_run_is_kept_and_warned_about(tmp_path, capsys):
+    cfg = _cfg(tmp_path, batch_size=512, epochs=4, warmup_epochs=6.0)
+    assert cfg.warmup_max_fraction == 1.0  # set by the user: kept as set
+    s = api.train(cfg).summary
+    assert s["warmup_steps"] == 30  # max(6 epochs x 1 step, the 30-step floor)
+    first = capsys.readouterr().err.splitlines()[0]
+    assert "warm-up 30 steps (WARNING: longer than the run's 4 steps" in first
 
 
 def test_an_absurd_lr_ends_the_run_as_diverged_with_the_cause_and_a_fix(tmp_path):
@@ -148,9 +176,9 @@ def test_batch_statistics_loss_is_finite_and_restores_the_training_mode():
 @pytest.mark.heavy
 @pytest.mark.parametrize("batch", [32, 64, 128, 512])  # above 512 the capped rule keeps 512's rate
 def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp_path, batch):
-    """Product defaults, only the batch size set, trained past the warm-up: 60 steps, 30 of them at and after the
-    default peak rate (the 30-step warm-up floor), without divergence; the validation loss ends within a small
-    factor of chance (ln 10)."""
+    """Product defaults, only the batch size set, trained past the warm-up: 60 steps, 42 of them at and after the
+    default peak rate (the 30-step warm-up floor capped at 0.3 of the run), without divergence; the validation loss
+    ends within a small factor of chance (ln 10)."""
     cfg = api.make_config("scratch", overrides={
         "dataset": f"synthetic:10:{23 * batch}:10", "image_size": 8, "model": "resnet18", "batch_size": batch,
         "epochs": 3, "max_steps_per_epoch": 20, "embed_samples": 20, "progress": "off",
@@ -161,7 +189,7 @@ def test_resnet18_from_scratch_is_stable_at_any_batch_size_with_the_defaults(tmp
 
     rows = read_metrics(result.path / "metrics.csv")
     s = result.summary
-    assert s["status"] == "complete" and s["warmup_steps"] == 30 and 3 * 20 > 30
+    assert s["status"] == "complete" and s["warmup_steps"] == 18 and 3 * 20 > 18
     assert s["peak_lr"] == pytest.approx(0.4 * min(batch, 512) / 512)
     assert rows[-1]["val_loss"] < 3 * math.log(10), rows
 

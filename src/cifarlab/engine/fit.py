@@ -44,6 +44,7 @@ class FitSpec:
     schedule: str
     warmup_epochs: float
     warmup_min_steps: int
+    warmup_max_fraction: float
     milestones: list[float]
     gamma: float
     seed: int
@@ -140,7 +141,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     if state.epoch < spec.epochs:
         groups = "; groups: " + ", ".join(f"{k} {v:.4g}" for k, v in rates.items()) if len(rates) > 1 else ""
         log(f"lr {plan.peak_lr:.4g} ({plan.lr_rule}){groups}; {plan.steps_per_epoch} steps per epoch, warm-up "
-            f"{plan.warmup} steps")
+            f"{plan.warmup} steps{plan.warmup_note()}")
     selects_on_val = len(data.val_idx) > 0 and spec.selection == "best_val"
     writer, best_state, marks, first_step_at, lag = None, None, {}, None, []
     model.train()

@@ -6,6 +6,7 @@ metrics; nothing here writes into a shared object. :func:`cifarlab.engine.fit.fi
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -75,6 +76,7 @@ class StepPlan:
     warmup: int
     peak_lr: float
     lr_rule: str
+    warmup_asked: int  # the warm-up warmup_epochs and warmup_min_steps ask for, before warmup_max_fraction
 
     @classmethod
     def of(cls, spec: Any, n_train: int, world: int = 1) -> StepPlan:
@@ -89,17 +91,36 @@ class StepPlan:
             steps_per_epoch = min(steps_per_epoch, spec.max_steps_per_epoch)
         lr, rule = peak_lr(spec, batch_size)
         return cls(batch_size, steps_per_epoch, steps_per_epoch * spec.epochs, warmup_steps(spec, steps_per_epoch),
-                   lr, rule)
+                   lr, rule, asked_warmup_steps(spec, steps_per_epoch))
+
+    def warmup_note(self) -> str:
+        """'' when the warm-up is as asked and shorter than the run; else what happened, for the first log line."""
+        if self.warmup < self.warmup_asked:
+            return (f" (capped from {self.warmup_asked}: the run has {self.total_steps} steps; warmup_max_fraction "
+                    "sets the cap, setting warmup_epochs keeps it as set)")
+        if self.warmup >= self.total_steps > 0:
+            return (f" (WARNING: longer than the run's {self.total_steps} steps: the rate never reaches its peak and "
+                    "never decays; lower warmup_epochs/warmup_min_steps or train longer)")
+        return ""
 
 
-def warmup_steps(spec: Any, steps_per_epoch: int) -> int:
-    """``warmup_epochs`` in steps; for the derived rate (``lr`` 0) at least ``warmup_min_steps``: a run shorter than
-    that never reaches its peak rate, which is what a few steps at a large batch need (the full rate after 1-2 steps
-    blows ResNet18 up). An explicit ``lr`` warms up for exactly ``warmup_epochs``."""
+def asked_warmup_steps(spec: Any, steps_per_epoch: int) -> int:
+    """``warmup_epochs`` in steps; for the derived rate (``lr`` 0) at least ``warmup_min_steps``, which is what a
+    few steps at a large batch need (the full rate after 1-2 steps blows ResNet18 up). An explicit ``lr`` warms up
+    for exactly ``warmup_epochs``."""
     if spec.warmup_epochs <= 0:
         return 0
     steps = round(spec.warmup_epochs * steps_per_epoch)
     return steps if spec.lr > 0 else max(steps, spec.warmup_min_steps)  # an explicit lr is used as given
+
+
+def warmup_steps(spec: Any, steps_per_epoch: int) -> int:
+    """The warm-up asked for, at most ``warmup_max_fraction`` of the run's steps: a run shorter than its warm-up
+    would never reach its peak rate (nor decay from it) and end near chance."""
+    asked = asked_warmup_steps(spec, steps_per_epoch)
+    if spec.warmup_max_fraction >= 1.0:
+        return asked
+    return min(asked, math.floor(spec.warmup_max_fraction * steps_per_epoch * spec.epochs))
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class Resolved:
     batch_size: int
     steps_per_epoch: int
     warmup_steps: int
+    warmup_note: str  # '' or why the warm-up differs from the one asked for / outlasts the run
     num_test: int
     tta_views: list[list[Any]]
     cpu_allocator: str  # default | retain | unavailable (engine.device.retain_freed_memory), process-wide
@@ -216,7 +217,8 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
         resolution=resolution,
         normalisation={"mean": list(mean), "std": list(std)}, started_from=started, norm_stats=norm_stats,
         flip_features=flip, lr=plan.peak_lr, lr_rule=plan.lr_rule, batch_size=plan.batch_size,
-        steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, num_test=len(loaded.test_y),
+        steps_per_epoch=plan.steps_per_epoch, warmup_steps=plan.warmup, warmup_note=plan.warmup_note(),
+        num_test=len(loaded.test_y),
         tta_views=[list(v) for v in TTA_VIEWS], cpu_allocator=allocator_state())
 
 
@@ -244,7 +246,7 @@ def decisions_line(r: Resolved) -> str:
         parts.append(f"norm_stats {r.norm_stats}")
     if r.flip_features is not None:
         parts.append(f"flip_features {'on' if r.flip_features else 'off'}")
-    parts.append(f"lr {r.lr:.4g} ({r.lr_rule}), warm-up {r.warmup_steps} steps")
+    parts.append(f"lr {r.lr:.4g} ({r.lr_rule}), warm-up {r.warmup_steps} steps{r.warmup_note}")
     return "resolved: " + "; ".join(parts)
 
 
