@@ -8,10 +8,12 @@ import subprocess
 
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
 
 from cifarlab.analysis import findings
 from cifarlab.analysis.report import build
 from cifarlab.analysis.runs import find_runs
+from cifarlab.analysis.stats import describe_p
 
 from tests.analysis.test_report import _chromium
 
@@ -51,8 +53,8 @@ def test_a_significant_difference_states_points_interval_p_seeds_and_time_ratio(
     lo, hi = (100 * v for v in ref.confidence_interval(0.95))
     assert ref.pvalue < 0.05
     assert s.text == (f"Fine-tuning beats the linear probe by 4.00 points (82.00% vs 78.00%; 95% CI {lo:+.2f} to "
-                      f"{hi:+.2f} points; Welch's t-test p = {ref.pvalue:.3f}, 3 seeds each), at 3.0x the training "
-                      "time.")
+                      f"{hi:+.2f} points; Welch's t-test p = {ref.pvalue:.3f}, Holm-adjusted p = {ref.pvalue:.3f} "
+                      "over 1 comparison, 3 seeds each), at 3.0x the training time.")
     assert s.comparison.verdict == "a better" and s.comparison.p_value == pytest.approx(ref.pvalue)
 
 
@@ -97,8 +99,16 @@ def test_transfer_states_the_measured_order_its_budget_and_the_reference_it_depa
     close = sps.ttest_ind([0.72, 0.73, 0.74], [0.70, 0.71, 0.72], equal_var=False).pvalue
     apart = sps.ttest_ind([0.75, 0.76, 0.77], [0.72, 0.73, 0.74], equal_var=False).pvalue
     assert close > 0.05 > apart
-    assert f"the last block < full fine-tuning: not significant (p = {close:.3f})" in order
-    assert f"full fine-tuning < the linear probe: significant (p = {apart:.3f})" in order
+    # the verdicts are judged over the question's 3 comparisons, each sentence quoting its Holm-adjusted p
+    ps = [c.comparison.p_value for c in f.comparisons]
+    holm = dict(zip(ps, multipletests(ps, method="holm")[1]))
+    close_h = next(h for p, h in holm.items() if p == pytest.approx(close))
+    apart_h = next(h for p, h in holm.items() if p == pytest.approx(apart))
+    assert apart_h < 0.05
+    assert (f"the last block < full fine-tuning: not significant (p = {close:.3f}, Holm-adjusted "
+            f"{describe_p(close_h)})") in order
+    assert (f"full fine-tuning < the linear probe: significant (p = {apart:.3f}, Holm-adjusted "
+            f"{describe_p(apart_h)})") in order
     assert len(f.comparisons) == 3  # partial-linear, finetune-linear, finetune-partial
 
 
