@@ -91,6 +91,7 @@ def test_equivalence_margin_reaches_the_report_and_the_study(tmp_path, monkeypat
     import pytest
 
     from cifarlab import api
+
     from tests.analysis.test_findings import _family_set
 
     _family_set(tmp_path / "runs")
