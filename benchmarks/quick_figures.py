@@ -59,8 +59,9 @@ def fmt(entry: dict | None) -> str:
         return "–"
     ci = entry.get("ci95_points")
     ci_text = f" [{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else ""
-    p = entry.get("p_value")
+    p, p_holm = entry.get("p_value"), entry.get("p_holm")
     p_text = f", p = {p:.3f}" if p is not None else ""
+    p_text += f" (Holm {p_holm:.3f})" if p_holm is not None else ""  # reports from before Holm have no p_holm
     return f"{entry['diff_points']:+.2f}{ci_text}{p_text}: {status(entry)}"
 
 
@@ -129,8 +130,9 @@ def main() -> None:
         f"`cifarlab study {STUDY} --out DIR --seed-offset N` for N in {args.offsets}.",
         "",
         f"Wall time, study and report: {times}. Verdicts that held between the two seed sets: **{held} of {total}**.",
-        "Each cell: difference in points (a - b), its 95% confidence interval, Welch's p, and the verdict "
-        "(p < 0.05 is called a difference; fewer than 3 seeds in an arm is 'not tested').",
+        "Each cell: difference in points (a - b), its 95% confidence interval, Welch's p (Holm-adjusted over the "
+        "report's comparisons), and the verdict (Holm-adjusted p < 0.05 is called a difference; fewer than 3 seeds "
+        "in an arm is 'not tested').",
         "", *rows])
     results = REPO / "docs" / "results.md"
     results.write_text(replace_between(results.read_text(), "<!-- quick:begin -->", "<!-- quick:end -->", section))

@@ -81,3 +81,27 @@ def test_every_train_flag_has_the_help_text_of_its_config_field():
         assert f"--{key.replace('_', '-')}" in text, key
         assert any(words in flat for words in firsts), (key, firsts)
     assert config.allowed(config.RunConfig.__dataclass_fields__["optimizer"].metadata) in flat
+
+
+def test_equivalence_margin_reaches_the_report_and_the_study(tmp_path, monkeypatch):
+    """--equivalence-margin on `report` is recorded in findings.json; on `study` it is handed to the study's
+    report; a margin that is not a positive number is refused by the parser with one line."""
+    import json
+
+    import pytest
+
+    from cifarlab import api
+
+    from tests.analysis.test_findings import _family_set
+
+    _family_set(tmp_path / "runs")
+    assert main(["report", str(tmp_path / "runs"), "-o", str(tmp_path / "r.md"), "--format", "md", "--embedding",
+                 "none", "--progress", "off", "--equivalence-margin", "1.5"]) == 0
+    entries = json.loads((tmp_path / "r.findings.json").read_text())
+    assert entries and all(e["equivalence_margin_points"] == 1.5 for e in entries)
+    seen = {}
+    monkeypatch.setattr(api, "study", lambda *a, **kw: (seen.update(kw), ([], None))[1])
+    assert main(["study", "s.toml", "--out", str(tmp_path / "o"), "--equivalence-margin", "0.75"]) == 0
+    assert seen["equivalence_margin"] == 0.75
+    with pytest.raises(SystemExit):
+        main(["report", str(tmp_path / "runs"), "--equivalence-margin", "-2"])

@@ -16,7 +16,7 @@ from cifarlab import config as config_mod
 from cifarlab.config import RunConfig, make_config
 from cifarlab.recipes import RECIPES, RunResult, execute
 
-__all__ = ["make_config", "train", "report", "study", "study_plan", "bench", "keys_help", "recipes_help",
+__all__ = ["make_config", "train", "report", "seeds", "study", "study_plan", "bench", "keys_help", "recipes_help",
            "recipe_names", "model_names", "models_help", "config_class"]
 
 
@@ -40,13 +40,23 @@ def train(cfg: RunConfig) -> RunResult:
 
 
 def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding: str = "tsne",
-           progress: str = "auto", figures: str = "first-seed") -> str:
+           progress: str = "auto", figures: str = "first-seed", equivalence_margin: float | None = None) -> str:
     """Write an HTML (self-contained) or Markdown report of every run under ``runs_dir``, and ``OUT.findings.json``
     (every comparison it states) beside it. ``progress``: auto (only on a terminal), on or off. ``figures``:
-    first-seed (each arm's figures drawn for its lowest seed) or all (every run's)."""
+    first-seed (each arm's figures drawn for its lowest seed) or all (every run's). ``equivalence_margin``: points;
+    where no difference is called, a TOST verdict within ± this."""
     from cifarlab.analysis.report import build
 
-    return str(build(runs_dir, fmt, out, embedding, progress=progress, figures=figures))
+    return str(build(runs_dir, fmt, out, embedding, progress=progress, figures=figures,
+                     equivalence_margin=equivalence_margin))
+
+
+def seeds(runs_dir: str, detect_points: float) -> str:
+    """A table: for each comparison the report of ``runs_dir`` makes, the seeds per arm Welch's t-test needs to
+    detect ``detect_points`` with 80% power, at the standard deviations of the pilot runs already there."""
+    from cifarlab.analysis.seeds import table
+
+    return table(runs_dir, detect_points)
 
 
 def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, **options: Any
@@ -60,7 +70,8 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
             one device, as separate processes), ``seed_offset`` (added to every run's seeds; ``{seed}`` in names and
             ``@name`` references follow), ``slurm`` (job settings over the study file's ``[slurm]`` table:
             partition, time, gpus_per_job, cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s),
-            ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted).
+            ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted),
+            ``equivalence_margin`` (points: the report's TOST margin where no difference is called).
     """
     from cifarlab.studies.runner import run_study
 

@@ -47,6 +47,22 @@ def config_fields() -> dict[str, tuple[type, dict, list[str]]]:
     return out
 
 
+def _points(text: str) -> float:
+    """A positive difference in points (an equivalence margin, a difference to detect)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number of points, e.g. 1.5")
+    return value
+
+
+def _add_margin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--equivalence-margin", type=_points, default=None, metavar="POINTS",
+                   help="where no difference is called, test equivalence within ±POINTS (TOST; default: none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cifarlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -65,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--figures", choices=("first-seed", "all"), default="first-seed",
                      help="whose curves, confusion matrix, mistakes and 2-D embedding are drawn: each arm's lowest "
                           "seed (the other seeds keep their tables and link there), or every run's")
+    _add_margin_flag(rep)
     st = sub.add_parser("study", help="run a study file (TOML), skipping complete runs, then write the report")
+    _add_margin_flag(st)
     st.add_argument("study_file")
     st.add_argument("--out", required=True, help="folder for the study's run directories and report")
     st.add_argument("--no-report", action="store_true")
@@ -95,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
             b.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
         else:
             b.add_argument(flag, dest=f.name, type=type(f.default), default=f.default)
+    se = sub.add_parser("seeds", help="seeds per arm each comparison of RUNS' report needs to detect a difference "
+                                      "with 80%% power, from the pilot runs' standard deviations")
+    se.add_argument("runs_dir", metavar="RUNS")
+    se.add_argument("--detect", type=_points, required=True, metavar="POINTS", help="the difference to detect")
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list recipes")
     return parser
@@ -164,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{result.path}: {headline(result.summary)}")
         elif args.command == "report":
             out = args.output or str(Path(args.runs_dir) / f"report.{args.format}")
-            print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress, args.figures))
+            print(api.report(args.runs_dir, out, args.format, args.embedding, args.progress, args.figures,
+                             args.equivalence_margin))
         elif args.command == "study":
             slurm = _slurm_flags(args)
             if args.dry_run:
@@ -173,13 +196,16 @@ def main(argv: list[str] | None = None) -> int:
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
             failed, report = api.study(args.study_file, args.out, not args.no_report, gpus, executor=args.executor,
                                        jobs_per_device=args.jobs_per_device, seed_offset=args.seed_offset,
-                                       slurm=slurm, wait=not args.no_wait)
+                                       slurm=slurm, wait=not args.no_wait,
+                                       equivalence_margin=args.equivalence_margin)
             if failed:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1
         elif args.command == "bench":
             opts = BenchOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchOptions)})
             print(api.bench(opts, log=lambda m: print(m, file=sys.stderr, flush=True)))
+        elif args.command == "seeds":
+            print(api.seeds(args.runs_dir, args.detect))
         elif args.command == "keys":
             print(api.keys_help(args.recipe))
         elif args.command == "models":

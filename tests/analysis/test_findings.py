@@ -8,10 +8,14 @@ import subprocess
 
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.weightstats import ttost_ind
 
 from cifarlab.analysis import findings
 from cifarlab.analysis.report import build
 from cifarlab.analysis.runs import find_runs
+from cifarlab.analysis.stats import describe_p, mde
+from cifarlab.errors import CifarlabError
 
 from tests.analysis.test_report import _chromium
 
@@ -51,8 +55,8 @@ def test_a_significant_difference_states_points_interval_p_seeds_and_time_ratio(
     lo, hi = (100 * v for v in ref.confidence_interval(0.95))
     assert ref.pvalue < 0.05
     assert s.text == (f"Fine-tuning beats the linear probe by 4.00 points (82.00% vs 78.00%; 95% CI {lo:+.2f} to "
-                      f"{hi:+.2f} points; Welch's t-test p = {ref.pvalue:.3f}, 3 seeds each), at 3.0x the training "
-                      "time.")
+                      f"{hi:+.2f} points; Welch's t-test p = {ref.pvalue:.3f}, Holm-adjusted p = {ref.pvalue:.3f} "
+                      "over 1 comparison, 3 seeds each), at 3.0x the training time.")
     assert s.comparison.verdict == "a better" and s.comparison.p_value == pytest.approx(ref.pvalue)
 
 
@@ -97,8 +101,16 @@ def test_transfer_states_the_measured_order_its_budget_and_the_reference_it_depa
     close = sps.ttest_ind([0.72, 0.73, 0.74], [0.70, 0.71, 0.72], equal_var=False).pvalue
     apart = sps.ttest_ind([0.75, 0.76, 0.77], [0.72, 0.73, 0.74], equal_var=False).pvalue
     assert close > 0.05 > apart
-    assert f"the last block < full fine-tuning: not significant (p = {close:.3f})" in order
-    assert f"full fine-tuning < the linear probe: significant (p = {apart:.3f})" in order
+    # the verdicts are judged over the question's 3 comparisons, each sentence quoting its Holm-adjusted p
+    ps = [c.comparison.p_value for c in f.comparisons]
+    holm = dict(zip(ps, multipletests(ps, method="holm")[1]))
+    close_h = next(h for p, h in holm.items() if p == pytest.approx(close))
+    apart_h = next(h for p, h in holm.items() if p == pytest.approx(apart))
+    assert apart_h < 0.05
+    assert (f"the last block < full fine-tuning: not significant (p = {close:.3f}, Holm-adjusted "
+            f"{describe_p(close_h)})") in order
+    assert (f"full fine-tuning < the linear probe: significant (p = {apart:.3f}, Holm-adjusted "
+            f"{describe_p(apart_h)})") in order
     assert len(f.comparisons) == 3  # partial-linear, finetune-linear, finetune-partial
 
 
@@ -278,3 +290,62 @@ def test_runs_that_differ_in_more_than_the_seed_are_not_averaged_as_seeds(tmp_pa
     assert sorted(a.label for a in f.arms) == ["cnn_small, all (lr=0.01)", "cnn_small, all (lr=0.1)"]
     assert [a.stat()[2] for a in f.arms] == [2, 2]
     assert f.sentences == []  # the question's sentence would have averaged two configurations
+
+
+def _family_set(root):
+    """Three transfer arms of 3 seeds (3 tested comparisons, spreads unequal) and a 1-seed SupCon pair (2 comparisons
+    not tested)."""
+    for recipe, accs in (("linear", (0.750, 0.760, 0.770)), ("partial", (0.700, 0.714, 0.720)),
+                         ("finetune", (0.720, 0.730, 0.745))):
+        for s, a in enumerate(accs):
+            _run(root, f"{recipe}-s{s}", recipe, acc=a, seed=s, start=IMAGENET, per_class=100)
+    for name, lin, control in (("sc", 0.45, False), ("ctl", 0.33, True)):
+        _run(root, name, "supcon", acc=lin, summary={"linear_acc": lin, "knn_acc": lin - 0.05,
+                                                     **({"control": "random-init encoder"} if control else {})})
+
+
+def test_findings_json_holds_holm_mde_and_the_margin_for_the_comparisons_that_need_them(tmp_path):
+    _family_set(tmp_path / "runs")
+    build(tmp_path / "runs", "md", tmp_path / "r.md", embedding="none", equivalence_margin=1.5)
+    entries = json.loads((tmp_path / "r.findings.json").read_text())
+    tested = [e for e in entries if e["p_value"] is not None]
+    assert len(tested) == 3 and len(entries) == 5
+    want = multipletests([e["p_value"] for e in tested], method="holm")[1]
+    for e, p_holm in zip(tested, want):
+        assert e["p_holm"] == pytest.approx(p_holm) and e["family_size"] == 3
+        assert e["verdict"] == ("no significant difference" if p_holm >= 0.05 else
+                                "a better" if e["diff_points"] > 0 else "b better")
+        assert f"Welch's t-test {describe_p(e['p_value'])}, Holm-adjusted {describe_p(p_holm)} over 3 comparisons" \
+            in e["sentence"]
+    assert any(e["p_value"] < 0.05 <= e["p_holm"] for e in tested)  # a raw "difference" the family does not call
+    nulls = [e for e in entries if e["verdict"] in ("no significant difference", "not tested")]
+    assert any(e["verdict"] == "no significant difference" for e in nulls)
+    for e in entries:
+        assert e["equivalence_margin_points"] == 1.5
+        if e in nulls:
+            assert "mde80_points" in e
+        else:
+            assert "mde80_points" not in e and e["equivalence"] is None
+    for e in nulls:
+        if e["verdict"] == "not tested":
+            assert e["mde80_points"] is None and e["mde80_reason"].startswith("not tested: fewer than 3 seeds")
+            continue
+        sa, sb = (100 * statistics.stdev(e[k]) for k in ("a_values", "b_values"))
+        assert e["mde80_points"] == pytest.approx(mde(sa, sb, 3, 3, 0.05 / 3)) and e["mde_alpha"] == 0.05 / 3
+        assert (f"with 3 seeds each this design had 80% power only for differences of {e['mde80_points']:.2f} points "
+                "or more (two-sided, alpha 0.05/3)") in e["sentence"]
+        tost_p = ttost_ind(e["a_values"], e["b_values"], -0.015, 0.015, usevar="unequal")[0]
+        assert e["tost_p"] == pytest.approx(tost_p) and e["equivalence"] in ("equivalent", "inconclusive")
+        said = "equivalent within ±1.50 points" if e["equivalence"] == "equivalent" else \
+            "equivalence within ±1.50 points is inconclusive"
+        assert f"; {said} (TOST {describe_p(e['tost_p'])}" in e["sentence"]
+
+
+def test_without_a_margin_findings_json_records_none_and_no_tost(tmp_path):
+    _family_set(tmp_path / "runs")
+    answers = findings.answer(find_runs(tmp_path / "runs"))
+    entries = findings.findings_json(answers)
+    assert all(e["equivalence_margin_points"] is None and e["tost_p"] is None for e in entries)
+    assert not any("TOST" in e["sentence"] for e in entries)
+    with pytest.raises(CifarlabError, match="equivalence margin -1.0: expected a positive number of points"):
+        findings.answer(find_runs(tmp_path / "runs"), -1.0)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cifarlab.analysis import metrics
 from cifarlab.analysis.runs import Run
-from cifarlab.analysis.stats import Comparison, describe_p, is_finite, seeds_text, welch
+from cifarlab.analysis.stats import ALPHA, Comparison, describe_p, is_finite, judge_family, seeds_text, welch
 
 
 def cost_s(summary: dict[str, Any]) -> float | None:
@@ -68,13 +69,15 @@ class Arm:
 
 @dataclass
 class Statement:
-    """A sentence of a question, with the comparison it states (None for a sentence about one arm)."""
+    """A sentence of a question, with the comparison it states (None for a sentence about one arm). ``compose``
+    writes the text again once the report's family of comparisons is judged (``settle``)."""
 
     text: str
     a: str | None = None
     b: str | None = None
     metric: str | None = None
     comparison: Comparison | None = None
+    compose: Callable[[Statement], str] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self, question: str) -> dict[str, Any]:
         """The findings.json entry of a comparison."""
@@ -83,7 +86,13 @@ class Statement:
         return {"question": question, "a": self.a, "b": self.b, "metric": self.metric, "a_values": c.a_values,
                 "b_values": c.b_values, "diff_points": c.diff_points,
                 "ci95_points": list(c.ci95_points) if c.ci95_points else None, "p_value": c.p_value,
-                "test": c.test, "verdict": c.verdict, "sentence": self.text}
+                "p_holm": c.p_holm, "family_size": c.family_size, "alpha": ALPHA,
+                "test": c.test, "verdict": c.verdict,
+                **({} if c.verdict in ("a better", "b better") else
+                   {"mde80_points": c.mde80_points, "mde_alpha": c.mde_alpha,
+                    **({"mde80_reason": f"not tested: {c.reason}"} if c.p_value is None else {})}),
+                "equivalence_margin_points": c.margin_points, "tost_p": c.tost_p, "tost_p_holm": c.tost_p_holm,
+                "equivalence": c.equivalence, "sentence": self.text}
 
 
 @dataclass
@@ -118,10 +127,24 @@ def _cap(text: str) -> str:
 
 def compare(a: Arm, b: Arm, what_a: str, what_b: str, metric: str | None = None, unit: str = "") -> Statement:
     """The sentence and Welch comparison of arm ``a`` against arm ``b``, e.g. 'Full fine-tuning beats the linear
-    probe by 4.00 points (82.00% vs 78.00%; 95% CI 1.23 to 6.77 points; Welch's t-test p = 0.012, 3 seeds each), at
-    3.0x the training time.'"""
+    probe by 4.00 points (82.00% vs 78.00%; 95% CI 1.23 to 6.77 points; Welch's t-test p = 0.012, Holm-adjusted
+    p = 0.048 over 9 comparisons, 3 seeds each), at 3.0x the training time.' Judged as a family of one until
+    ``settle`` judges the report's whole family."""
     metric = metric or a.metric
-    c = welch(a.values(metric), b.values(metric))
+    ca, cb = a.cost, b.cost
+    ratio = ca / cb if ca and cb else None
+
+    def compose(s: Statement) -> str:
+        return comparison_text(s.comparison, what_a, what_b, unit, ratio)
+
+    s = Statement("", a.label, b.label, metric, judge_family([welch(a.values(metric), b.values(metric))])[0],
+                  compose)
+    s.text = compose(s)
+    return s
+
+
+def comparison_text(c: Comparison, what_a: str, what_b: str, unit: str = "", ratio: float | None = None) -> str:
+    """The sentence of a judged comparison (``ratio``: a's training time over b's)."""
     na, nb = len(c.a_values), len(c.b_values)
     means = f"{100 * c.a_mean:.2f}% vs {100 * c.b_mean:.2f}%"
     size = f"{abs(c.diff_points):.2f} points"
@@ -132,19 +155,40 @@ def compare(a: Arm, b: Arm, what_a: str, what_b: str, metric: str | None = None,
         tail = f"; the difference was not tested ({c.reason})"
     else:
         lo, hi = c.ci95_points
-        evidence = f"{means}; 95% CI {lo:+.2f} to {hi:+.2f} points; Welch's t-test {describe_p(c.p_value)}, " \
-                   f"{seeds_text(na, nb)}"
+        m = c.family_size or 1
+        evidence = (f"{means}; 95% CI {lo:+.2f} to {hi:+.2f} points; Welch's t-test {describe_p(c.p_value)}, "
+                    f"Holm-adjusted {describe_p(c.p_holm if c.p_holm is not None else c.p_value)} over {m} "
+                    f"comparison{'s' if m > 1 else ''}, {seeds_text(na, nb)}")
+        tail = ""
         if c.verdict == "no significant difference":
             text = (f"{what_a} and {what_b} show no significant difference{unit}: {c.diff_points:+.2f} points "
                     f"({evidence})")
+            if c.mde80_points is not None:
+                level = f"0.05/{m}" if m > 1 else "0.05"
+                tail = (f"; with {seeds_text(na, nb)} this design had 80% power only for differences of "
+                        f"{c.mde80_points:.2f} points or more (two-sided, alpha {level})")
+            if c.equivalence is not None:
+                said = ("equivalent within ±{m:.2f} points" if c.equivalence == "equivalent" else
+                        "equivalence within ±{m:.2f} points is inconclusive").format(m=c.margin_points)
+                tail += f"; {said} (TOST {describe_p(c.tost_p)}, Holm-adjusted {describe_p(c.tost_p_holm)})"
         else:
             verb = "beats" if c.verdict == "a better" else "trails"
             text = f"{what_a} {verb} {what_b} by {size}{unit} ({evidence})"
-        tail = ""
-    ca, cb = a.cost, b.cost
-    if ca and cb:
-        text += f", at {ca / cb:.1f}x the training time"
-    return Statement(_cap(text + tail) + ".", a.label, b.label, metric, c)
+    if ratio:
+        text += f", at {ratio:.1f}x the training time"
+    return _cap(text + tail) + "."
+
+
+def settle(statements: list[Statement], margin_points: float | None = None) -> None:
+    """Judge every comparison among ``statements`` as one family (``stats.judge_family``: Holm over all tested,
+    the minimum detectable difference and TOST where none is called), then write each composed sentence again;
+    sentences that quote other comparisons (the measured order) read the judged ones."""
+    stated = [s for s in statements if s.comparison is not None]
+    for s, c in zip(stated, judge_family([s.comparison for s in stated], margin_points)):
+        s.comparison = c
+    for s in statements:
+        if s.compose is not None:
+            s.text = s.compose(s)
 
 
 def group_by(runs: list[Run], key) -> dict[tuple, list[Run]]:

@@ -120,7 +120,8 @@ def _statement(s: findings.Statement) -> dict[str, Any]:
     if c is not None:
         attrs = {"data-a-mean": f"{c.a_mean:.6f}", "data-b-mean": f"{c.b_mean:.6f}", "data-metric": str(s.metric),
                  "data-diff-points": f"{c.diff_points:.6f}", "data-verdict": c.verdict,
-                 "data-p-value": "" if c.p_value is None else f"{c.p_value:.6g}"}
+                 "data-p-value": "" if c.p_value is None else f"{c.p_value:.6g}",
+                 "data-p-holm": "" if c.p_holm is None else f"{c.p_holm:.6g}"}
     return {"text": s.text, "attrs": attrs}
 
 

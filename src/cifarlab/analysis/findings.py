@@ -3,15 +3,18 @@ differences, and the sentences that state them.
 
 Runs that differ only by seed form one *arm*. Two arms are compared with Welch's t-test over their seeds
 (``analysis.stats.welch``, i.e. ``scipy.stats.ttest_ind(a, b, equal_var=False)``): each sentence states the
-difference in points, its 95% confidence interval (Welch-Satterthwaite degrees of freedom), n per arm and p. A
-difference is called one ("beats", "trails") only at p < 0.05; otherwise the sentence says there is no significant
-difference. With fewer than 3 seeds in an arm the sentence says the difference was not tested.
+difference in points, its 95% confidence interval (Welch-Satterthwaite degrees of freedom), n per arm, p and p
+Holm-adjusted over every comparison the report tests. A difference is called one ("beats", "trails") only at
+Holm-adjusted p < 0.05; otherwise the sentence says there is no significant difference, and what difference the
+design had 80% power for (and, given an equivalence margin, the TOST verdict). With fewer than 3 seeds in an arm
+the sentence says the difference was not tested.
 
 A run is filed under a question by its recipe and what it recorded it started from (``started_from``, see
 ``analysis.origin``), never by guessing from its config."""
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -31,11 +34,13 @@ from cifarlab.analysis.arms import (
     mixed_datasets,
     plain,
     seed_arms,
+    settle,
     where_text,
 )
 from cifarlab.analysis.origin import UNRECORDED, Origins
 from cifarlab.analysis.runs import Run
 from cifarlab.analysis.stats import describe_p
+from cifarlab.errors import CifarlabError
 
 TRANSFER = ("linear", "partial", "finetune")
 REGIME_WORDS = {"linear": "the linear probe", "partial": "the last block", "finetune": "full fine-tuning"}
@@ -99,26 +104,33 @@ def _order_statement(model_where: str, arms: dict[str, Arm], pairs: dict[tuple[s
 
     budget = (f"labelled training images: {per_regime('num_train', '{:,}')}; epochs: {per_regime('epochs', '{}')}; "
               f"resolution: {per_regime('resolution', '{} px')}")
-    adjacent = []
-    for (lo, _), (hi, _) in zip(means, means[1:]):
-        s = pairs.get((hi, lo)) or pairs.get((lo, hi))
-        c = s.comparison if s else None
-        if c is None:
-            continue
-        if c.p_value is None:
-            status = f"not tested ({c.reason})"
-        elif c.verdict == "no significant difference":
-            status = f"not significant ({describe_p(c.p_value)})"
-        else:
-            status = f"significant ({describe_p(c.p_value)})"
-        adjacent.append(f"{REGIME_WORDS[lo]} < {REGIME_WORDS[hi]}: {status}")
-    text = f"Measured order on {model_where}, by mean test accuracy: {order}. Budget behind it: {budget}."
-    if adjacent:
-        text += " Adjacent differences: " + "; ".join(adjacent) + "."
-    m = dict(means)
-    if "finetune" in m and "linear" in m and m["finetune"] < m["linear"]:
-        text += (f" This differs from the order usually reported: {USUAL_TRANSFER_ORDER}.")
-    return Statement(text)
+
+    def compose(_: Statement) -> str:  # reads the pairs' comparisons as judged when it is called
+        adjacent = []
+        for (lo, _), (hi, _) in zip(means, means[1:]):
+            s = pairs.get((hi, lo)) or pairs.get((lo, hi))
+            c = s.comparison if s else None
+            if c is None:
+                continue
+            if c.p_value is None:
+                status = f"not tested ({c.reason})"
+            else:
+                p = describe_p(c.p_value)
+                holm = describe_p(c.p_holm if c.p_holm is not None else c.p_value)
+                word = "not significant" if c.verdict == "no significant difference" else "significant"
+                status = f"{word} ({p}, Holm-adjusted {holm})"
+            adjacent.append(f"{REGIME_WORDS[lo]} < {REGIME_WORDS[hi]}: {status}")
+        text = f"Measured order on {model_where}, by mean test accuracy: {order}. Budget behind it: {budget}."
+        if adjacent:
+            text += " Adjacent differences: " + "; ".join(adjacent) + "."
+        m = dict(means)
+        if "finetune" in m and "linear" in m and m["finetune"] < m["linear"]:
+            text += (f" This differs from the order usually reported: {USUAL_TRANSFER_ORDER}.")
+        return text
+
+    s = Statement("", compose=compose)
+    s.text = compose(s)
+    return s
 
 
 def transfer(runs: list[Run], origins: Origins) -> Finding | None:
@@ -264,15 +276,21 @@ def unfiled(runs: list[Run], origins: Origins) -> list[Run]:
     return [r for r in plain(runs) if r.summary.get("recipe") in TRANSFER and origins.kind(r) not in filed_kinds]
 
 
-def answer(runs: list[Run]) -> list[Finding]:
-    """Every question the runs can answer, in the curriculum's order (a question without runs is left out)."""
+def answer(runs: list[Run], equivalence_margin: float | None = None) -> list[Finding]:
+    """Every question the runs can answer, in the curriculum's order (a question without runs is left out), with
+    every comparison of every question judged as one family (Holm; where no difference is called, the difference
+    80% power needed and, with ``equivalence_margin`` in points, a TOST verdict)."""
+    if equivalence_margin is not None and not (math.isfinite(equivalence_margin) and equivalence_margin > 0):
+        raise CifarlabError(f"equivalence margin {equivalence_margin!r}: expected a positive number of points")
     origins = Origins(runs)
     _, controls = rotation_controls(runs, origins)
     taken = {id(r) for r in controls}
     random_transfer = [r for r in plain(runs) if r.summary.get("recipe") in TRANSFER and origins.kind(r) == "none"
                        and id(r) not in taken]
     found = [scratch(runs, random_transfer), transfer(runs, origins), contrastive(runs), rotation(runs, origins)]
-    return [f for f in found if f is not None and (f.arms or f.statements)]
+    found = [f for f in found if f is not None and (f.arms or f.statements)]
+    settle([s for f in found for s in f.statements], equivalence_margin)
+    return found
 
 
 def findings_json(answers: list[Finding]) -> list[dict[str, Any]]:

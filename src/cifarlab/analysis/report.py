@@ -52,8 +52,8 @@ def findings_path(out: str | Path) -> Path:
 
 
 def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", embedding: str = "tsne",
-          title: str | None = None, progress: str = "auto", workers: int | None = None,
-          figures: str = "first-seed") -> Path:
+          title: str | None = None, progress: str = "auto", figures: str = "first-seed",
+          equivalence_margin: float | None = None) -> Path:
     """Write the report of every run directory under ``root`` and its ``findings.json``; returns the report file.
 
     Args:
@@ -63,16 +63,16 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
         embedding: tsne, umap (needs umap-learn) or none: the 2-D projection of each run's test embeddings.
         title: the report's title (default: the study's name, else the folder's).
         progress: auto (only on a terminal), on or off: one progress line on stderr for the per-run analyses.
-        workers: processes for the per-run analyses (default: the usable cores, at most one per 4 runs).
         figures: first-seed (each run's curves, confusion matrix, mistakes and 2-D embedding drawn once per arm, for
             its lowest seed; the other seeds' pages link there and keep their own tables) or all (every run's).
+        equivalence_margin: points; where no difference is called, a TOST verdict within ± this (None: no TOST).
     """
     check_options(fmt, embedding, progress, figures)
     runs = find_runs(root)
     if not runs:
         raise CifarlabError(f"no run directories (with summary.json) under {root}")
     out = Path(out)
-    answers = findings.answer(runs)
+    answers = findings.answer(runs, equivalence_margin)
     origins = Origins(runs)
     refs = {f.key: references.matches(f, origins) for f in answers}  # a bad `reference` key fails here, early
     charts: dict[str, list[Figure]] = {}
@@ -80,7 +80,7 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     def draw_questions() -> None:  # while the per-run analyses are drawn in worker processes
         charts.update({f.key: finding_charts(f, runs) for f in answers}, overview=overview_figures(runs, origins))
 
-    analyses = analyse_all(runs, embedding, workers, meanwhile=draw_questions, progress=enabled(progress),
+    analyses = analyse_all(runs, embedding, None, meanwhile=draw_questions, progress=enabled(progress),
                            figures=figures)
     study_file = Path(root) / "study.json"
     study = read_json(study_file) if study_file.is_file() else {}

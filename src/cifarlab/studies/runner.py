@@ -98,6 +98,7 @@ class StudyOptions:
         slurm: Slurm settings over the study file's ``[slurm]`` table (keys of ``SlurmSettings``).
         wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
+        equivalence_margin: the report's TOST margin in points where no difference is called (None: no TOST).
     """
 
     report: bool = True
@@ -108,6 +109,7 @@ class StudyOptions:
     slurm: dict[str, Any] | None = None
     wait: bool = True
     submitit_executor: Any = None
+    equivalence_margin: float | None = None
 
 
 def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = None, log=None,
@@ -159,6 +161,6 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
     if report:
         from cifarlab.analysis.report import build
 
-        report_path = build(out, "html", out / "report.html")
+        report_path = build(out, "html", out / "report.html", equivalence_margin=o.equivalence_margin)
         say(f"report: {report_path}")
     return failed, report_path
