@@ -5,13 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_folder
 from mini_study import HEADER
 from PIL import Image
 
 from cifarlab import api
 from cifarlab.analysis.runs import find_runs
 from cifarlab.studies.reuse import StudyChanged
+from conftest import write_folder
 
 ONE_RUN = HEADER.replace('dataset = "synthetic:4:30:10"\n', "") + """
 [[runs]]
