@@ -71,7 +71,9 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
             ``@name`` references follow), ``slurm`` (job settings over the study file's ``[slurm]`` table:
             partition, time, gpus_per_job, cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s),
             ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted),
-            ``equivalence_margin`` (points: the report's TOST margin where no difference is called).
+            ``equivalence_margin`` (points: the report's TOST margin where no difference is called),
+            ``overrides`` (``--set`` keys over the file's), ``rerun_changed`` (re-run runs whose directories hold a
+            different run, keeping the old ones as ``NAME.replaced-N``; without it such a study stops first).
     """
     from cifarlab.studies.runner import run_study
 
@@ -80,12 +82,13 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
 
 
 def study_plan(study_file: str, out: str, seed_offset: int = 0, executor: str = "local",
-               slurm: dict[str, Any] | None = None) -> str:
-    """The runs a study file describes, one line each: status in ``out``, name, recipe, init (validated, not run);
-    for ``executor="slurm"`` also each job's options and what would be submitted after what."""
+               slurm: dict[str, Any] | None = None, overrides: dict[str, str] | None = None) -> str:
+    """The runs a study file describes, one line each: state in ``out`` (complete, resumes, new, or changed with
+    the keys that differ), name, recipe, init (validated, not run); ``overrides``: ``--set`` keys; for
+    ``executor="slurm"`` also each job's options and what would be submitted after what."""
     from cifarlab.studies.runner import plan_lines
 
-    return plan_lines(study_file, out, seed_offset, executor, slurm)
+    return plan_lines(study_file, out, seed_offset, executor, slurm, overrides)
 
 
 def bench(options: Any = None, log=None) -> str:

@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--jobs-per-device", type=int, default=1, metavar="K",
                     help="runs at once per --gpus entry (or on the one device), as separate processes")
     st.add_argument("--seed-offset", type=int, default=0, metavar="N", help="add N to every run's seeds")
+    st.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config key for every run whose recipe has it, over [defaults] and the run tables "
+                         "(repeatable; recorded in study.json and each run's config.json)")
+    st.add_argument("--rerun-changed", action="store_true",
+                    help="re-run the runs whose directories hold a different run, and the runs that start from "
+                         "them; the old directories are kept as NAME.replaced-N")
     st.add_argument("--executor", choices=("local", "slurm"), default="local",
                     help="local: this machine; slurm: one Slurm job per run (submitit), dependencies as afterok")
     sl = st.add_argument_group("slurm (over the study file's [slurm] table)")
@@ -190,13 +196,15 @@ def main(argv: list[str] | None = None) -> int:
                              args.equivalence_margin))
         elif args.command == "study":
             slurm = _slurm_flags(args)
+            sets = config.parse_overrides(args.set)
             if args.dry_run:
-                print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm))
+                print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm, sets))
                 return 0
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
             failed, report = api.study(args.study_file, args.out, not args.no_report, gpus, executor=args.executor,
                                        jobs_per_device=args.jobs_per_device, seed_offset=args.seed_offset,
-                                       slurm=slurm, wait=not args.no_wait,
+                                       slurm=slurm, wait=not args.no_wait, overrides=sets,
+                                       rerun_changed=args.rerun_changed,
                                        equivalence_margin=args.equivalence_margin)
             if failed:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)

@@ -71,7 +71,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 
 def test_existing_run_needs_resume_or_overwrite_named_in_the_callers_language(tmp_path, capsys):
     api.train(_cfg(tmp_path, epochs=1))
-    with pytest.raises(CifarlabError, match=r"already holds a run .*resume=True.*overwrite=True.*name=") as err:
+    with pytest.raises(CifarlabError, match=r"already holds a run \(status complete\) with the same config and data; "
+                                            r"with resume=True it returns its result .*overwrite=True.*name=") as err:
         api.train(_cfg(tmp_path, epochs=1))
     assert "--resume" not in str(err.value)  # Python callers set keys, not flags
     from cifarlab.cli import main
@@ -79,7 +80,8 @@ def test_existing_run_needs_resume_or_overwrite_named_in_the_callers_language(tm
     args = ["train", "--recipe", "scratch", "--out", str(tmp_path / "runs"), "--epochs", "1",
             *[a for k, v in BASE.items() if k != "epochs" for a in (f"--{k.replace('_', '-')}", str(v))]]
     assert main(args) == 2
-    assert "use --resume to continue it, --overwrite to replace it, or --name" in capsys.readouterr().err
+    assert "with --resume it returns its result (nothing is left to train); --overwrite trains it again; --name NEW" \
+        in capsys.readouterr().err
     assert api.train(_cfg(tmp_path, epochs=1, overwrite=True)).summary["status"] == "complete"
 
 

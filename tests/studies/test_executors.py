@@ -69,3 +69,27 @@ def test_headline_names_the_first_metric_a_run_has():
         "complete linear_acc 81.00% (train 2.0s)"
     assert executors.headline({"status": "diverged"}) == "diverged"
     assert executors.headline({}) == "not started"  # e.g. a job cancelled because its dependency failed
+
+
+def test_a_missing_weight_is_reported_once_with_the_study_level_way_to_supply_it(tmp_path, monkeypatch, capsys):
+    from mini_study import HEADER
+
+    from cifarlab import api
+    from cifarlab.errors import CheckpointError
+    from cifarlab.models import imagenet
+
+    def unreachable(arch):  # the message weights.torchvision_state_dict gives when the file is not cached
+        raise CheckpointError(f"cannot download the ImageNet weights for {arch} (URLError); fetch URL and put it at "
+                              "HUB, or pass --weights FILE [no connection]")
+
+    monkeypatch.setattr(imagenet, "torchvision_state_dict", unreachable)
+    runs = "".join(f'\n[[runs]]\nrecipe = "linear"\nmodel = "resnet18_imagenet"\nname = "{n}"\n' for n in "abc")
+    f = tmp_path / "w.toml"
+    f.write_text(HEADER + runs)
+    failed, _ = api.study(str(f), str(tmp_path / "out"), report=False)
+    err = capsys.readouterr().err
+    assert failed == ["a", "b", "c"]
+    assert err.count("cannot download the ImageNet weights") == 2  # once as it happens, once in the closing list
+    assert "run b did not complete: the same error as run a" in err
+    assert "  a, b, c (failed): cannot download" in err
+    assert "--set weights=FILE" in err and "--weights FILE" not in err

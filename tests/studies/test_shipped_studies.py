@@ -176,7 +176,7 @@ def test_a_course_study_dry_run_lists_every_run(study, tmp_path, capsys):
     assert lines[0].endswith(f": {len(planned)} runs into {out}")
     assert len(lines) == len(planned) + 1
     for i, (line, run) in enumerate(zip(lines[1:], planned), 1):
-        assert line.startswith(f"{i:>3}. [to run] {run.name} ({run.recipe}"), line
+        assert line.startswith(f"{i:>3}. [new] {run.name} ({run.recipe}"), line
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -36,7 +36,7 @@ def test_study_runs_skips_complete_and_resumes(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"study mini: 6 runs into {out}"
     assert lines[1].startswith("  1. [complete] rot-s0 (rotation") and "init=rot-s1" in lines[6]
-    assert lines[6].startswith("  6. [to run] ft-pc10-s1 (finetune")
+    assert lines[6].startswith("  6. [new] ft-pc10-s1 (finetune")
     assert not (out / "ft-pc10-s1" / "summary.json").exists()
 
 

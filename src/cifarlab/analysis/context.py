@@ -202,6 +202,15 @@ class ReportParts:
     unfiled: list[Run]
 
 
+def study_note(study: dict[str, Any]) -> str | None:
+    """The study file's note, and the ``--set`` keys that replaced its values (study.json's ``overrides``)."""
+    sets = study.get("overrides") or {}
+    said = (f"Run with --set {', '.join(f'{k}={v}' for k, v in sets.items())}: these values replace the study "
+            "file's in every run whose recipe has the key, so the runs are smaller or otherwise different from the "
+            "ones the file describes.") if sets else ""
+    return " ".join(t for t in (study.get("note"), said) if t) or None
+
+
 def build_context(root: str | Path, title: str, study: dict[str, Any], runs: list[Run], parts: ReportParts
                   ) -> dict[str, Any]:
     """Everything either template renders."""
@@ -212,7 +221,7 @@ def build_context(root: str | Path, title: str, study: dict[str, Any], runs: lis
     toc = [("overview", "Accuracy against training time")] + [(f"q-{f.key}", f.title) for f in answers] + [
         ("per-class", "Per-class accuracy"), ("all-runs", "All runs")]
     return {
-        "title": title, "root": str(Path(root).resolve()), "n_runs": len(runs), "note": study.get("note"),
+        "title": title, "root": str(Path(root).resolve()), "n_runs": len(runs), "note": study_note(study),
         "generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "toc": toc,
         "overview": {"figures": charts.get("overview", []),
                      "sentence": _overview_sentence(overview_points(runs, origins))},

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from cifarlab.engine.rundir import read_json, read_metrics
+from cifarlab.engine.rundir import is_replaced, read_json, read_metrics
 
 
 @dataclass
@@ -64,7 +64,10 @@ class Run:
 
 
 def find_runs(root: str | Path) -> list[Run]:
-    """Every run directory under ``root`` (``root`` itself may be one), sorted by name."""
+    """Every run directory under ``root`` (``root`` itself may be one), sorted by name; runs moved aside as
+    ``<name>.replaced-N`` are left out."""
     root = Path(root)
     paths = [root] if (root / "summary.json").is_file() else sorted(p.parent for p in root.rglob("summary.json"))
+    # runs a study moved aside when it re-ran them changed are kept, never reported beside their replacements
+    paths = [p for p in paths if p == root or not any(is_replaced(q) for q in [p, *p.relative_to(root).parents])]
     return [Run(p, read_json(p / "summary.json")) for p in paths]

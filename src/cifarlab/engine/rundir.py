@@ -10,6 +10,9 @@ Layout::
       predictions.npz    test labels, predictions, logits (+ embeddings of a stratified test subset)
       checkpoints/last.pt, checkpoints/best.pt
       tb/                TensorBoard events (when tensorboard is installed)
+
+config.json's ``fingerprint`` block is what decides the run's result (:mod:`cifarlab.engine.fingerprint`); a study
+reuses the run only while it matches, and moves a changed run aside to ``<name>.replaced-N`` (:data:`REPLACED_MARK`).
 """
 
 from __future__ import annotations
@@ -125,6 +128,15 @@ class RunDir:
             if child.name == ".lock":
                 continue
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+REPLACED_MARK = ".replaced-"  # a run directory a study moved aside when it re-ran the changed run: <name>.replaced-N
+
+
+def is_replaced(path: Path) -> bool:
+    """Whether ``path`` is a run directory moved aside by ``cifarlab study --rerun-changed`` (never reported)."""
+    stem, mark, n = path.name.rpartition(REPLACED_MARK)
+    return bool(stem and mark and n.isdigit())
 
 
 def read_json(path: Path) -> dict[str, Any]:

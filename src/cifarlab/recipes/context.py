@@ -22,7 +22,7 @@ from cifarlab.config import RunConfig, to_dict
 from cifarlab.data import ImageData, Split, load_dataset, make_split, placement
 from cifarlab.data.augment import TTA_VIEWS, size_rule
 from cifarlab.data.sources import default_root
-from cifarlab.engine import distributed, provenance
+from cifarlab.engine import distributed, fingerprint, provenance
 from cifarlab.engine.device import (
     allocator_state,
     device_name,
@@ -142,22 +142,9 @@ def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
     t0 = time.perf_counter()
     data = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size, progress=progress_enabled(cfg.progress))
     data_load_s = time.perf_counter() - t0
-    # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in; their
-    # per_class still means what it says for the others: per_class x classes images (drawn without labels). They
-    # also train on the dataset's unlabelled images where it has some (STL-10's, a folder's unlabeled/)
-    label_free = getattr(cfg, "label_free", False)
-    if label_free and data.unlabeled_x is not None:
-        data = data.with_unlabeled()
+    data, split, test_keep = select(cfg, data)
     for note in data.notes:
         log(f"data: {note}")
-    strata = torch.zeros_like(data.train_y) if label_free else data.train_y
-    per_class = cfg.per_class * (data.num_classes if label_free else 1)
-    split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
-                       val_fraction=cfg.val_fraction, seed=cfg.seed if cfg.split_seed < 0 else cfg.split_seed)
-    test_keep = torch.arange(len(data.test_y))
-    if cfg.test_per_class or cfg.test_fraction < 1.0:
-        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,
-                               val_fraction=0.0, seed=cfg.test_seed).train
     if warm_up is not None:
         warm_up.join()
     on_device, message = placement.fits(device, data.nbytes)
@@ -170,6 +157,38 @@ def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
                     val_idx=split.val.to(index_on), compute=device)
     return Loaded(device, data, split, train, placement.place(data.test_x[test_keep], device, on_device),
                   data.test_y[test_keep].to(device), test_keep, mean, std, data_load_s)
+
+
+def select(cfg: RunConfig, data: ImageData) -> tuple[ImageData, Split, torch.Tensor]:
+    """The images a run trains on (``data``, with the unlabelled ones for label-free recipes), its train/val split
+    and the indices of its test subset: a function of the config and the labels only (no images are read)."""
+    # label-free recipes split without looking at labels (all images one stratum), so labels cannot leak in; their
+    # per_class still means what it says for the others: per_class x classes images (drawn without labels). They
+    # also train on the dataset's unlabelled images where it has some (STL-10's, a folder's unlabeled/)
+    label_free = getattr(cfg, "label_free", False)
+    if label_free and data.unlabeled_x is not None:
+        data = data.with_unlabeled()
+    strata = torch.zeros_like(data.train_y) if label_free else data.train_y
+    per_class = cfg.per_class * (data.num_classes if label_free else 1)
+    split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
+                       val_fraction=cfg.val_fraction, seed=cfg.seed if cfg.split_seed < 0 else cfg.split_seed)
+    test_keep = torch.arange(len(data.test_y))
+    if cfg.test_per_class or cfg.test_fraction < 1.0:
+        test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,
+                               val_fraction=0.0, seed=cfg.test_seed).train
+    return data, split, test_keep
+
+
+def data_fingerprint(cfg: RunConfig, datasets: dict[tuple, ImageData] | None = None) -> dict[str, str]:
+    """The data parts of ``cfg``'s fingerprint (:mod:`cifarlab.engine.fingerprint`) without training: the dataset is
+    loaded (from ``datasets``, loaded datasets kept by the caller, when it is there) and split; nothing moves to a
+    device."""
+    key = (cfg.dataset, cfg.data_root, cfg.image_size)
+    cache = {} if datasets is None else datasets
+    if key not in cache:
+        cache[key] = load_dataset(cfg.dataset, cfg.data_root or None, cfg.image_size, progress=False)
+    data, split, test_keep = select(cfg, cache[key])
+    return fingerprint.data_part(data.digest, split, test_keep)
 
 
 def pretrained(started_from: str) -> bool:
@@ -272,5 +291,6 @@ def write_config(cfg: RunConfig, run: RunDir, loaded: Loaded, resolved: Resolved
                   "num_val": len(split.val), "per_class": cfg.per_class, "train_fraction": cfg.train_fraction,
                   "val_fraction": cfg.val_fraction, "indices": "split.npz"},
         "normalisation_data": {"mean": loaded.mean, "std": loaded.std},
+        "fingerprint": fingerprint.record(cfg, data, split, loaded.test_keep),
         "protocol": "model selection on the validation split carved from train; test evaluated once at the end",
     })

@@ -36,6 +36,12 @@ def headline(summary: dict[str, Any]) -> str:
     return f"{summary.get('status', 'not started')}{metric}{time_text}"
 
 
+def study_words(message: str) -> str:
+    """A run's error as a study's user acts on it: ``cifarlab study`` takes keys through ``--set`` (``--set
+    weights=FILE`` applies to every run whose recipe has ``weights``), not ``train``'s flags."""
+    return message.replace("--weights ", "--set weights=")
+
+
 def status(out: Path, name: str) -> str | None:
     """The status in ``out/name/summary.json`` (``None``: the run never started)."""
     return read_json(out / name / "summary.json").get("status")
@@ -99,6 +105,7 @@ def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[
     failed: list[str] = []
     durations: list[float] = []
     deps = dependencies(planned)
+    seen: dict[str, str] = {}  # an error already printed -> the run that met it first (a missing weight: once)
     for i, run in enumerate(planned, 1):
         state = status(out, run.name)
         if deps[run.name] & set(failed):
@@ -108,7 +115,7 @@ def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[
             record_run(out, run.name, state="skipped")
             continue
         if state == "complete":
-            say(f"run {i}/{len(planned)}: {run.name} already complete, skipped")
+            say(f"run {i}/{len(planned)}: {run.name} already complete (same config and data), reused")
             record_run(out, run.name, state="complete")
             continue
         remaining = len(planned) - i + 1
@@ -118,7 +125,10 @@ def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[
         try:
             execute(make_config(run.recipe, overrides={**run.keys, "resume": bool(state)}))
         except CifarlabError as exc:
-            say(f"run {run.name} did not complete: {exc}")
+            text = study_words(str(exc))
+            say(f"run {run.name} did not complete: " + (f"the same error as run {seen[text]}" if text in seen else
+                                                         text))
+            seen.setdefault(text, run.name)
         except Exception as exc:  # a bug in one run must not stop the others; its summary holds the error
             say(f"run {run.name} failed: {type(exc).__name__}: {exc}")
         if say.ended(out, run.name) != "complete":

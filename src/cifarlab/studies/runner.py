@@ -45,6 +45,7 @@ from cifarlab.engine.checkpoint import write_json
 from cifarlab.engine.rundir import read_json
 from cifarlab.errors import ConfigError
 from cifarlab.studies import local as executors
+from cifarlab.studies import reuse
 from cifarlab.studies.plan import load_study
 
 EXECUTORS = ("local", "slurm")
@@ -59,15 +60,17 @@ def slurm_settings(path: str | Path, overrides: dict[str, Any] | None = None) ->
 
 
 def plan_lines(path: str | Path, out: str | Path, seed_offset: int = 0, executor: str = "local",
-               slurm: dict[str, Any] | None = None) -> str:
-    """The runs a study describes, one line each with its status in ``out``; for Slurm, also what would be
-    submitted and each job's options."""
+               slurm: dict[str, Any] | None = None, overrides: dict[str, str] | None = None) -> str:
+    """The runs a study describes, one line each with its state in ``out`` (complete, resumes, new, or changed with
+    what changed: :mod:`cifarlab.studies.reuse`); for Slurm, also what would be submitted and each job's options."""
     _check_executor(executor)
-    meta, planned = load_study(path, out, seed_offset=seed_offset)
+    meta, planned = load_study(path, out, seed_offset=seed_offset, overrides=overrides)
+    states = reuse.assess(planned, Path(out))
     lines = [f"study {meta.get('name', Path(path).stem)}: {len(planned)} runs into {out}"
-             + (f" (seed offset {seed_offset})" if seed_offset else "")]
+             + (f" (seed offset {seed_offset})" if seed_offset else "")
+             + (f" (--set {' '.join(f'{k}={v}' for k, v in overrides.items())})" if overrides else "")]
     for i, run in enumerate(planned, 1):
-        status = executors.status(Path(out), run.name) or "to run"
+        status = states[run.name].label()
         init = f" init={Path(run.keys['init']).name}" if run.keys.get("init") else ""
         extra = "".join(f" {k}={run.keys[k]}" for k in ("model", "per_class", "seed", "epochs") if k in run.keys)
         lines.append(f"{i:>3}. [{status}] {run.name} ({run.recipe}{init}{extra})")
@@ -76,6 +79,12 @@ def plan_lines(path: str | Path, out: str | Path, seed_offset: int = 0, executor
 
         lines += slurm_mod.plan_lines(planned, Path(out), slurm_settings(path, slurm))
     return "\n".join(lines)
+
+
+def _record_overrides(run_dir: Path, study_file: str, overrides: dict[str, str]) -> None:
+    config = read_json(run_dir / "config.json")
+    if config and config.get("study") != {"file": study_file, "overrides": overrides}:
+        write_json(run_dir / "config.json", {**config, "study": {"file": study_file, "overrides": overrides}})
 
 
 def _check_executor(executor: str) -> None:
@@ -99,6 +108,10 @@ class StudyOptions:
         wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
         equivalence_margin: the report's TOST margin in points where no difference is called (None: no TOST).
+        overrides: ``--set`` keys over ``[defaults]`` and the run tables (recorded in study.json and in each run's
+            config.json).
+        rerun_changed: re-run the runs whose directories hold a different run (and the runs that start from them),
+            moving the old directories aside; without it such a study stops before training anything.
     """
 
     report: bool = True
@@ -110,6 +123,8 @@ class StudyOptions:
     wait: bool = True
     submitit_executor: Any = None
     equivalence_margin: float | None = None
+    overrides: dict[str, str] | None = None
+    rerun_changed: bool = False
 
 
 def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = None, log=None,
@@ -125,20 +140,31 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
         raise ConfigError("gpus / jobs_per_device place runs on this machine's devices (executor=local); with "
                           "executor=slurm each run is a job: set gpus_per_job in [slurm] or --gpus-per-job")
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    meta, planned = load_study(path, out, adjust, seed_offset)
+    overrides = o.overrides or {}
+    meta, planned = load_study(path, out, adjust, seed_offset, overrides)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     study_name = meta.get("name", Path(path).stem)
     settings = slurm_settings(path, slurm) if executor == "slurm" else None
-    names = {p.name for p in planned}
-    earlier = read_json(out / "study.json").get("runs", {})  # job ids of an earlier submission are kept
+    states = reuse.assess(planned, out)  # before anything is written or trained
+    changed = [s.name for s in states.values() if s.state == "changed"]
+    if changed and not o.rerun_changed:
+        raise reuse.StudyChanged(reuse.changed_message(study_name, out, states))
+    out.mkdir(parents=True, exist_ok=True)
+    say = executors.Reporter(study_name, len(planned), log)
+    study_doc = read_json(out / "study.json")
+    replaced = study_doc.get("replaced", {})
+    for name in changed:
+        moved = reuse.move_aside(out, name)
+        replaced.setdefault(name, []).append(moved.name)
+        say(f"{name} changed ({'; '.join(states[name].changes)}): the old run is kept as {moved.name}; re-running")
+    names = {p.name for p in planned} - set(changed)
+    earlier = study_doc.get("runs", {})  # job ids of an earlier submission are kept
     # what the report says about the study as a whole (its budget, what its numbers are and are not), and how it ran
     write_json(out / "study.json", {
         "name": study_name, "file": str(path), **{k: meta[k] for k in ("description", "note") if k in meta},
-        "seed_offset": seed_offset, "executor": executor, "jobs_per_device": jobs_per_device,
-        **({"slurm": asdict(settings)} if settings else {}),
+        "seed_offset": seed_offset, "overrides": overrides, "executor": executor, "jobs_per_device": jobs_per_device,
+        **({"slurm": asdict(settings)} if settings else {}), **({"replaced": replaced} if replaced else {}),
         "runs": {n: v for n, v in earlier.items() if n in names}})
-    say = executors.Reporter(study_name, len(planned), log)
     if settings is not None:
         from cifarlab.studies.slurm import run_slurm
 
@@ -150,13 +176,18 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
         failed = executors.run_parallel(planned, out, executors.device_slots(gpus, jobs_per_device), say)
     else:
         failed = executors.run_sequential(planned, out, say)
+    for run in planned:  # each run's config.json says which command-line keys the study set
+        _record_overrides(out / run.name, str(path), overrides)
     if failed:
         say(f"{len(failed)} of {len(planned)} runs did not complete:")
+        groups: dict[tuple[str, str], list[str]] = {}  # one line per distinct cause (a missing weight file: once)
         for name in failed:
             s = read_json(out / name / "summary.json")
             status = s.get("status", "skipped")
             why = s.get("error") or "it starts from a run that did not complete"
-            log(f"  {name} ({status}): {why.removeprefix(status + ': ')}")
+            groups.setdefault((status, executors.study_words(why.removeprefix(status + ": "))), []).append(name)
+        for (status, why), group in groups.items():
+            log(f"  {', '.join(group)} ({status}): {why}")
     report_path = None
     if report:
         from cifarlab.analysis.report import build
