@@ -118,6 +118,9 @@ def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[
         t0 = time.perf_counter()
         try:
             execute(make_config(run.recipe, overrides={**run.keys, "resume": bool(state)}))
+        except KeyboardInterrupt:  # the study stops here; its run directory says interrupted, a re-run resumes it
+            say.ended(out, run.name)
+            raise
         except CifarlabError as exc:
             say(f"run {run.name} did not complete: {exc}")
         except Exception as exc:  # a bug in one run must not stop the others; its summary holds the error
