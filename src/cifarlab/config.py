@@ -52,8 +52,8 @@ class RunConfig:
     model: str = opt("resnet18", "backbone name from the model registry (see `cifarlab models`)")
     dataset: str = opt("cifar10", "cifar10 | cifar100 | synthetic | folder:PATH (directory or .tar/.tar.gz)")
     data_root: str = opt("", "where torchvision datasets and decoded caches live; '' = $CIFARLAB_DATA or ./data")
-    image_size: int = opt(0, "folder datasets: side length images are resized to; 0 = keep if all share one size, "
-                             "else 32", lo=0, hi=1024)
+    image_size: int = opt(0, "folder datasets: side length images are resized to; 0 = keep if all are square and "
+                             "of one size, else the median shorter side clamped to 32-160 px", lo=0, hi=1024)
     train_fraction: float = opt(1.0, "stratified fraction of the train split to use", lo=0.0, hi=1.0, lo_open=True)
     per_class: int = opt(0, "use N train images per class (stratified, seeded); 0 = all", lo=0)
     test_per_class: int = opt(0, "evaluate on a stratified, seeded subset of N test images per class (quick "
@@ -111,8 +111,9 @@ class RunConfig:
                                       "accuracy, or the pretext task's loss) or last (the last epoch)",
                          choices=("best_val", "last"))
     resolution: int = opt(0, "input side length; images are resized on the device; 0 = native: the data's own size "
-                             "(scratch, rotation, supcon; CIFAR-stem models), the weights' size for ImageNet weights "
-                             "(224)", lo=0, hi=1024)
+                             "(scratch, rotation, supcon; CIFAR-stem models), the weights' own size for pretrained "
+                             "weights (ImageNet or a weights file) of an ImageNet-stem model (224 for most)",
+                          lo=0, hi=1024)
     arm: str = opt("", "this run's arm label in reports (e.g. 'course recipe'); '' = derived from the config")
     reference: str = opt("", "id of a published figure (cifarlab/analysis/references.toml) shown beside this run's "
                               "arm in reports, never as a measurement")
@@ -139,7 +140,8 @@ class RunConfig:
     cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (measured: no faster "
                                        "in steady state, 2-10 s of autotuning per shape; docs/results.md)")
     compile: str = opt("auto", "torch.compile the model: on, off, cudagraphs (compiled with CUDA graphs), or auto "
-                               "(on for CUDA runs long enough to pay back the compilation; off elsewhere)",
+                               "(cudagraphs for one-device CUDA runs of at least compile_min_images images, which "
+                               "pay back the compilation; off elsewhere)",
                        choices=("auto", "on", "off", "cudagraphs"))
     compile_min_images: int = opt(3_000_000, "compile=auto compiles with CUDA graphs when a run trains on at least "
                                              "this many images (epochs x train split): measured on one H100 for "
