@@ -1,8 +1,11 @@
 """The command line: `python -m cifarlab`, and a normal run that prints no warning or traceback."""
 
+import shlex
 import subprocess
 import sys
 import warnings
+
+import pytest
 
 from cifarlab.cli import main
 
@@ -52,8 +55,6 @@ def test_a_closed_pipe_does_not_kill_the_run(tmp_path):
 
 
 def test_a_mistyped_key_gets_the_closest_keys_first():
-    import pytest
-
     from cifarlab import api
     from cifarlab.errors import ConfigError
 
@@ -105,3 +106,86 @@ def test_equivalence_margin_reaches_the_report_and_the_study(tmp_path, monkeypat
     assert seen["equivalence_margin"] == 0.75
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path / "runs"), "--equivalence-margin", "-2"])
+@pytest.mark.parametrize("argv, line", [
+    (["train", "--epcohs", "3"], "error: unknown option --epcohs; did you mean --epochs?"),
+    (["train", "--per_class", "3"], "error: unknown option --per_class; did you mean --per-class?"),
+    (["train", "--learning-rate", "0.1"], "error: unknown option --learning-rate; did you mean --lr?"),
+    (["train", "--epcohs=3"], "error: unknown option --epcohs; did you mean --epochs?"),
+    (["train", "--epochs", "2.5"], "error: --epochs: expected an integer, got '2.5'"),
+    (["train", "--lr", "fast"], "error: --lr: expected a number, got 'fast'"),
+    (["study", "s.toml", "--out", "o", "--dry-runn"], "error: unknown option --dry-runn; did you mean --dry-run?"),
+    (["trian"], "error: unknown command 'trian'; did you mean train? (choose from: train, keys, report, study, "
+                "bench, models, recipes)"),
+])
+def test_a_mistyped_flag_gets_one_line_that_says_the_fix(argv, line, capsys):
+    """A mistyped flag or a value of the wrong type: one line naming the fix, exit code 2, no usage dump."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err == line + "\n"  # the whole output: no usage, no traceback
+
+
+def test_the_installed_command_prints_the_same_one_line():
+    out = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--epcohs", "3"], capture_output=True,
+                         text=True, timeout=120)
+    assert (out.returncode, out.stdout, out.stderr) == (2, "", "error: unknown option --epcohs; did you mean "
+                                                                "--epochs?\n")
+
+
+def test_a_key_named_as_elsewhere_suggests_ours_without_listing_every_key(capsys):
+    assert main(["train", "--set", "learning_rate=0.01"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: unknown config key 'learning_rate'; did you mean: lr? (every key of scratch: cifarlab "
+                   "keys --recipe scratch)\n")
+
+
+def test_ctrl_c_leaves_an_interrupted_run_and_prints_the_command_that_resumes_it(tmp_path):
+    """SIGINT (Ctrl-C) a training process: it exits 130 with status 'interrupted' (not 'failed') and prints the
+    exact --resume command line; running that line finishes the run from its checkpoint."""
+    import json
+    import os
+    import signal
+
+    args = ["train", "--dataset", "synthetic:4:20:10", "--model", "cnn_small", "--image-size", "16", "--epochs", "4",
+            "--batch-size", "16", "--out", str(tmp_path), "--name", "r", "--progress", "off", "--set",
+            "num_threads=1", "--set", "embed_samples=10", "--overwrite"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "cifarlab", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env,
+                            # Python raises KeyboardInterrupt only where SIGINT is not ignored (a background shell)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:
+        if line.startswith("epoch   2/4"):
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=120) == 130, rest
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "--resume" in summary["error"]
+    lines = rest.splitlines()
+    i = lines.index(f"interrupted: {tmp_path / 'r'} (status interrupted); continue it with:")
+    resume = lines[i + 1].strip()
+    assert "Traceback" not in rest
+    # the exact command: the same arguments, --overwrite (which would start over) dropped, --resume added
+    expected = [sys.executable, "-m", "cifarlab", *args[:-1], "--resume"]
+    assert shlex.split(resume) == expected
+    done = subprocess.run(shlex.split(resume), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["epochs"] == 4
+
+
+def test_an_interrupted_study_says_the_command_that_resumes_it(monkeypatch, capsys):
+    from cifarlab import api
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "study", interrupted)
+    assert main(["study", "my study.toml", "--out", "o"]) == 130
+    err = capsys.readouterr().err
+    python = shlex.quote(sys.executable)
+    assert err == f"study interrupted; resume it with the same command: {python} -m cifarlab study 'my study.toml' " \
+                  "--out o\n"

@@ -14,9 +14,48 @@ def test_defaults_then_file_then_overrides(tmp_path):
     assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.model) == (7, 0.2, 32, "cnn_small")
 
 
-def test_unknown_key_lists_valid_keys():
-    with pytest.raises(ConfigError, match=r"unknown config key 'learning_rate'; valid keys: recipe, model"):
-        api.make_config("scratch", sets=["learning_rate=0.1"])
+@pytest.mark.parametrize("recipe, given, meant", [
+    ("scratch", "learning_rate", "lr"), ("scratch", "lr_rate", "lr"), ("scratch", "batchsize", "batch_size"),
+    ("scratch", "bs", "batch_size"), ("scratch", "num_epochs", "epochs"), ("scratch", "n_epochs", "epochs"),
+    ("scratch", "wd", "weight_decay"), ("scratch", "Weight-Decay-Rate", "weight_decay"),
+    ("scratch", "momentun", "momentum"), ("scratch", "beta1", "momentum"), ("finetune", "pretrained", "weights"),
+])
+def test_an_unknown_key_suggests_the_key_it_means_first(recipe, given, meant):
+    """Names other libraries use (and misspellings) are answered with our key, first, and the command listing every
+    key, not the list of 80 keys."""
+    with pytest.raises(ConfigError) as err:
+        api.make_config(recipe, sets=[f"{given}=1"])
+    message = str(err.value)
+    assert message.startswith(f"unknown config key {given.replace('-', '_')!r}; did you mean: {meant}")
+    assert message.endswith(f"(every key of {recipe}: cifarlab keys --recipe {recipe})")
+    assert "valid keys" not in message and "eval_batch_size, lr, base_lr" not in message
+
+
+def test_an_unknown_key_in_a_config_file_gets_the_same_suggestion(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("learning_rate = 0.1\n")
+    with pytest.raises(ConfigError, match=r"^unknown config key 'learning_rate'; did you mean: lr\? \(every key"):
+        api.make_config("scratch", str(f))
+
+
+def test_a_key_with_no_likely_meaning_points_to_the_list():
+    with pytest.raises(ConfigError, match=r"^unknown config key 'xyzzy' \(every key of rotation: cifarlab keys "
+                                          r"--recipe rotation\)$"):
+        api.make_config("rotation", sets=["xyzzy=1"])
+
+
+def test_the_help_of_image_size_states_the_sizing_rule():
+    """`cifarlab keys` says what data.sizing does with mixed sizes: the median shorter side within its bounds."""
+    import dataclasses
+
+    import numpy as np
+
+    from cifarlab.data import sizing
+
+    text = {f.name: f.metadata["help"] for f in dataclasses.fields(ScratchConfig)}["image_size"]
+    assert f"else the median shorter side clamped to {sizing.MIXED_MIN_SIDE}-{sizing.MIXED_MAX_SIDE} px" in text
+    assert sizing.choose_side(np.array([[64, 64], [72, 90], [100, 80]])) == 72  # the median shorter side
+    assert sizing.choose_side(np.array([[32, 32], [32, 32]])) == 32  # one square size: kept
 
 
 def test_key_of_another_recipe_is_rejected():

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -61,10 +64,63 @@ def _points(text: str) -> float:
 def _add_margin_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--equivalence-margin", type=_points, default=None, metavar="POINTS",
                    help="where no difference is called, test equivalence within ±POINTS (TOST; default: none)")
+_TYPE_NAMES = {"int": "an integer", "float": "a number"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors that say how to fix them: an unknown option names the closest one (difflib
+    and the config keys' synonyms), a wrong type names the type expected; never the whole usage. Its subcommands'
+    parsers are of this class too (argparse builds them with the parent's class)."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse collects a subcommand's unknown arguments here, at the top level
+            sub = getattr(self, "commands", {}).get(getattr(ns, "command", None), self)
+            sub.exit(2, f"error: {_unknown_option(sub, extras)}\n")
+        return ns
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {_readable(self, message)}\n")
+
+
+def _unknown_option(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'unknown option --epcohs; did you mean --epochs?' for the first unknown argument."""
+    word = next((e for e in extras if e.startswith("-")), None)
+    if word is None:
+        return f"unexpected argument {extras[0]!r} (options: {parser.prog} --help)"
+    flag = word.split("=", 1)[0]
+    flags = [f for f in parser._option_string_actions if f.startswith("--")]
+    norm = "--" + flag.lstrip("-").replace("_", "-")
+    keys = [f[2:].replace("-", "_") for f in flags]
+    close = ["--" + k.replace("_", "-") for k in config.closest_keys(norm[2:], keys, n=1)]
+    close += [f for f in difflib.get_close_matches(norm, flags, n=1, cutoff=0.6) if f not in close]
+    if close:
+        return f"unknown option {flag}; did you mean {close[0]}?"
+    return f"unknown option {flag} (options: {parser.prog} --help)"
+
+
+def _readable(parser: argparse.ArgumentParser, message: str) -> str:
+    """argparse's own message made short: a wrong type or choice of an option, or an unknown subcommand."""
+    bad_type = re.fullmatch(r"argument (\S+): invalid (\w+) value: (.*)", message)
+    if bad_type:
+        flag, kind, value = bad_type.groups()
+        return f"{flag.split('/')[0]}: expected {_TYPE_NAMES.get(kind, kind)}, got {value}"
+    choice = re.fullmatch(r"argument (\S+): invalid choice: '?(.*?)'? \(choose from (.*)\)", message)
+    if choice:
+        flag, value, options = choice.groups()
+        allowed = [o.strip().strip("'") for o in options.split(",")]
+        close = difflib.get_close_matches(value, allowed, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        what = "unknown command" if flag in ("command", "{" + ",".join(allowed) + "}") else f"{flag}: unknown value"
+        return f"{what} {value!r}{hint} (choose from: {', '.join(allowed)})"
+    short = re.sub(r"^argument (\S+): ", r"\1: ", message)
+    return f"{short} (see {parser.prog} --help)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cifarlab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="cifarlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="run one regime into a run directory")
     _add_run_flags(train)
@@ -125,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--detect", type=_points, required=True, metavar="POINTS", help="the difference to detect")
     sub.add_parser("models", help="list registered models")
     sub.add_parser("recipes", help="list recipes")
+    parser.commands = sub.choices
     return parser
 
 
@@ -180,6 +237,36 @@ def _slurm_flags(args: argparse.Namespace) -> dict[str, object]:
     return {**flags, **({"sbatch": extra} if extra else {})}
 
 
+def _command(argv: list[str] | None, drop: tuple[str, ...] = ()) -> str:
+    """The command line that ran (``argv``, or this process's arguments), as one could type it again; options in
+    ``drop`` (and ``--set`` of those keys) left out."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kept: list[str] = []
+    while args:
+        word = args.pop(0)
+        if word == "--set" and args and args[0].split("=", 1)[0].replace("-", "_") in drop:
+            args.pop(0)
+        elif word.split("=", 1)[0] not in {"--" + d for d in drop} | {"--no-" + d for d in drop}:
+            kept.append(word)
+    script = Path(sys.argv[0]).name == "cifarlab"
+    return " ".join(["cifarlab" if script else f"{shlex.quote(sys.executable)} -m cifarlab", *map(shlex.quote, kept)])
+
+
+def _say_interrupted(cfg: config.RunConfig, argv: list[str] | None) -> None:
+    """After Ctrl-C: where the run stands and the exact command that continues it."""
+    from cifarlab.recipes.execute import run_name
+    from cifarlab.studies.local import status
+
+    if not distributed.get().is_main:
+        return
+    out = Path(cfg.out)
+    if status(out, run_name(cfg)) != "interrupted":  # stopped before its run directory held a run
+        print("interrupted", file=sys.stderr)
+        return
+    resume = _command(argv, drop=("resume", "overwrite")) + " --resume"
+    print(f"interrupted: {out / run_name(cfg)} (status interrupted); continue it with:\n  {resume}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _DroppingStream):
         sys.stdout, sys.stderr = _DroppingStream(sys.stdout), _DroppingStream(sys.stderr)
@@ -187,7 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             cfg = api.make_config(args.recipe, args.config, _overrides(args), args.set)
-            result = api.train(cfg)
+            try:
+                result = api.train(cfg)
+            except KeyboardInterrupt:
+                _say_interrupted(cfg, argv)
+                return 130
             if distributed.get().is_main:  # under torchrun, one closing line, not one per rank
                 print(f"{result.path}: {headline(result.summary)}")
         elif args.command == "report":
@@ -201,11 +292,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm, sets))
                 return 0
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-            failed, report = api.study(args.study_file, args.out, not args.no_report, gpus, executor=args.executor,
-                                       jobs_per_device=args.jobs_per_device, seed_offset=args.seed_offset,
-                                       slurm=slurm, wait=not args.no_wait, overrides=sets,
-                                       rerun_changed=args.rerun_changed,
-                                       equivalence_margin=args.equivalence_margin)
+            try:
+                failed, report = api.study(args.study_file, args.out, not args.no_report, gpus,
+                                           executor=args.executor, jobs_per_device=args.jobs_per_device,
+                                           seed_offset=args.seed_offset, slurm=slurm, wait=not args.no_wait,
+                                           overrides=sets, rerun_changed=args.rerun_changed,
+                                           equivalence_margin=args.equivalence_margin)
+            except KeyboardInterrupt:  # complete runs are skipped and the interrupted one resumes on a re-run
+                print(f"study interrupted; resume it with the same command: {_command(argv)}", file=sys.stderr)
+                return 130
             if failed:
                 print(f"error: {len(failed)} run(s) failed: {', '.join(failed)}", file=sys.stderr)
                 return 1

@@ -52,8 +52,8 @@ class RunConfig:
     model: str = opt("resnet18", "backbone name from the model registry (see `cifarlab models`)")
     dataset: str = opt("cifar10", "cifar10 | cifar100 | synthetic | folder:PATH (directory or .tar/.tar.gz)")
     data_root: str = opt("", "where torchvision datasets and decoded caches live; '' = $CIFARLAB_DATA or ./data")
-    image_size: int = opt(0, "folder datasets: side length images are resized to; 0 = keep if all share one size, "
-                             "else 32", lo=0, hi=1024)
+    image_size: int = opt(0, "folder datasets: side length images are resized to; 0 = keep if all are square and "
+                             "of one size, else the median shorter side clamped to 32-160 px", lo=0, hi=1024)
     train_fraction: float = opt(1.0, "stratified fraction of the train split to use", lo=0.0, hi=1.0, lo_open=True)
     per_class: int = opt(0, "use N train images per class (stratified, seeded); 0 = all", lo=0)
     test_per_class: int = opt(0, "evaluate on a stratified, seeded subset of N test images per class (quick "
@@ -116,8 +116,9 @@ class RunConfig:
                                       "accuracy, or the pretext task's loss) or last (the last epoch)",
                          choices=("best_val", "last"))
     resolution: int = opt(0, "input side length; images are resized on the device; 0 = native: the data's own size "
-                             "(scratch, rotation, supcon; CIFAR-stem models), the weights' size for ImageNet weights "
-                             "(224)", lo=0, hi=1024)
+                             "(scratch, rotation, supcon; CIFAR-stem models), the weights' own size for pretrained "
+                             "weights (ImageNet or a weights file) of an ImageNet-stem model (224 for most)",
+                          lo=0, hi=1024)
     arm: str = opt("", "this run's arm label in reports (e.g. 'course recipe'); '' = derived from the config")
     reference: str = opt("", "id of a published figure (cifarlab/analysis/references.toml) shown beside this run's "
                               "arm in reports, never as a measurement")
@@ -144,7 +145,8 @@ class RunConfig:
     cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (measured: no faster "
                                        "in steady state, 2-10 s of autotuning per shape; docs/results.md)")
     compile: str = opt("auto", "torch.compile the model: on, off, cudagraphs (compiled with CUDA graphs), or auto "
-                               "(on for CUDA runs long enough to pay back the compilation; off elsewhere)",
+                               "(cudagraphs for one-device CUDA runs of at least compile_min_images images, which "
+                               "pay back the compilation; off elsewhere)",
                        choices=("auto", "on", "off", "cudagraphs"))
     compile_min_images: int = opt(3_000_000, "compile=auto compiles with CUDA graphs when a run trains on at least "
                                              "this many images (epochs x train split): measured on one H100 for "
@@ -365,8 +367,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 
 def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
-    """Defaults of ``cls``, then each layer in order; unknown keys are rejected with the list of valid keys."""
+    """Defaults of ``cls``, then each layer in order; an unknown key is rejected with the keys it may mean."""
     valid = keys(cls)
+    recipe = next((str(layer["recipe"]) for layer in reversed(layers) if layer.get("recipe")), "")
     values: dict[str, Any] = {}
     env_dataset = os.environ.get("CIFARLAB_DATASET")
     if env_dataset:
@@ -374,7 +377,7 @@ def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
     for layer in layers:
         for key, value in layer.items():
             if key not in valid:
-                raise ConfigError(unknown_key_message(key, valid, cls))
+                raise ConfigError(unknown_key_message(key, valid, cls, recipe))
             values[key] = _coerce(cls, key, value)
     given = {k for layer in layers for k in layer}
     if given & {"warmup_epochs", "warmup_min_steps"} and "warmup_max_fraction" not in given:
@@ -385,14 +388,59 @@ def build(cls: type[RunConfig], *layers: dict[str, Any]) -> RunConfig:
     return validate(cls(**values))
 
 
-def unknown_key_message(key: str, valid: list[str], cls: type) -> str:
-    """'unknown config key 'learnig_rate'; did you mean: lr, base_lr? ...': the closest keys (difflib) first."""
-    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-    close += [k for k in valid if key in k and k not in close and len(key) >= 3][: 3 - len(close)]
+# Names other libraries and papers use for a key (lower case, '-' read as '_'): `learning_rate=0.1` is answered
+# with `lr`, which difflib alone does not find (the strings share too little)
+KEY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "lr": ("learning_rate", "learningrate", "lr_rate", "lrate", "rate", "max_lr", "peak_lr", "init_lr", "initial_lr",
+           "learning_rate_init"),
+    "base_lr": ("base_learning_rate", "lr_base", "blr"),
+    "batch_size": ("batchsize", "bs", "batch", "minibatch", "minibatch_size", "mini_batch_size", "train_batch_size",
+                   "batch_sz"),
+    "eval_batch_size": ("test_batch_size", "val_batch_size", "eval_bs", "test_bs"),
+    "epochs": ("num_epochs", "n_epochs", "nepochs", "epoch", "max_epochs", "train_epochs", "num_epoch", "n_epoch"),
+    "weight_decay": ("wd", "weightdecay", "weight_decay_rate", "l2", "l2_reg", "l2_weight", "decay"),
+    "momentum": ("mom", "beta1", "sgd_momentum", "momentum_rate"),
+    "warmup_epochs": ("warmup", "warm_up", "warmup_epoch", "warm_up_epochs", "n_warmup", "warmup_steps"),
+    "label_smoothing": ("smoothing", "label_smooth", "ls"),
+    "seed": ("random_seed", "rng_seed", "seeds", "manual_seed"),
+    "model": ("arch", "architecture", "network", "net", "backbone", "model_name"),
+    "dataset": ("data", "dataset_name"),
+    "per_class": ("samples_per_class", "images_per_class", "n_per_class", "num_per_class", "shots", "n_shot",
+                  "train_per_class"),
+    "optimizer": ("opt", "optim", "optimiser"),
+    "schedule": ("scheduler", "lr_schedule", "lr_scheduler", "sched"),
+    "augment": ("aug", "augmentation", "augmentations", "data_augmentation", "augment_policy"),
+    "resolution": ("img_size", "input_size", "size", "input_resolution"),
+    "out": ("output", "output_dir", "out_dir", "outdir", "run_dir", "save_dir", "log_dir", "logdir"),
+    "name": ("run_name", "exp_name", "experiment", "experiment_name"),
+    "num_threads": ("threads", "n_threads", "num_workers", "workers"),
+    "weights": ("pretrained", "pretrained_weights", "weights_path", "checkpoint_path"),
+    "init": ("init_from", "checkpoint", "ckpt", "from_run"),
+    "amp": ("mixed_precision", "fp16", "bf16", "precision"),
+    "val_fraction": ("val_split", "validation_split", "val_ratio", "valid_fraction", "validation_fraction"),
+}
+_SYNONYM_OF = {alias: key for key, aliases in KEY_SYNONYMS.items() for alias in aliases}
+
+
+def closest_keys(key: str, valid: list[str], n: int = 3) -> list[str]:
+    """Up to ``n`` keys of ``valid`` the user probably meant: the synonym table, then spelling (difflib), then
+    keys that contain ``key``."""
+    norm = key.strip().lower().replace("-", "_")
+    close = [k for k in (_SYNONYM_OF.get(norm), norm) if k in valid and k != key]
+    close += [k for k in difflib.get_close_matches(norm, valid, n=n, cutoff=0.6) if k not in close]
+    close += [k for k in valid if len(norm) >= 3 and norm in k and k not in close]
+    return close[:n]
+
+
+def unknown_key_message(key: str, valid: list[str], cls: type, recipe: str = "") -> str:
+    """'unknown config key 'learning_rate'; did you mean: lr? ...': the likeliest keys (:func:`closest_keys`) and
+    the command that lists them all, never the whole list."""
+    close = closest_keys(key, valid)
     hint = f"; did you mean: {', '.join(close)}?" if close else ""
     recipes = sorted(r for r, c in RECIPE_CONFIGS.items() if c is not cls and key in keys(c))
-    where = f" ({key} is a key of recipe {', '.join(recipes)})" if recipes else ""
-    return f"unknown config key {key!r}{hint}{where}; valid keys: {', '.join(valid)}"
+    where = f"; {key} is a key of recipe {', '.join(recipes)}" if recipes else ""
+    recipe = recipe or next((r for r, c in RECIPE_CONFIGS.items() if c is cls), "scratch")
+    return f"unknown config key {key!r}{hint}{where} (every key of {recipe}: cifarlab keys --recipe {recipe})"
 
 
 # which config class each recipe reads (the recipes register their run functions under the same names)

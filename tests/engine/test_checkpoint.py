@@ -69,3 +69,33 @@ def test_written_files_follow_the_umask_like_a_plain_open(tmp_path, mask, mode):
         os.umask(old)
     for name in ("ckpt.pt", "summary.json", "plain.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+@pytest.mark.parametrize("content", [os.urandom(4096), b"hello, not a checkpoint\n", b""])
+def test_random_bytes_are_called_corrupt_not_hostile(tmp_path, content):
+    """A file of random bytes (or text, or nothing) is not a checkpoint at all: it is called corrupt, with the path,
+    and not refused as if it held code."""
+    path = tmp_path / "init.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load(path)
+    assert str(err.value) == (f"not a readable checkpoint (corrupt or truncated): {path}; save it again, or point "
+                              "to another file")
+
+
+def test_a_checkpoint_cut_in_half_is_called_corrupt(tmp_path):
+    path = tmp_path / "d.pt"
+    checkpoint.save({"w": torch.arange(5000.0)}, path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"^not a readable checkpoint \(corrupt or truncated\): "):
+        checkpoint.load(path)
+
+
+def test_a_checkpoint_holding_objects_is_still_refused_as_such(tmp_path):
+    path = tmp_path / "x.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "extra": RunsCode()}, path)
+    with pytest.raises(CheckpointError) as err:
+        checkpoint.load(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: refused to load: it holds objects other than tensors")
+    assert "corrupt" not in message

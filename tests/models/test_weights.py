@@ -192,3 +192,12 @@ def test_lite0_normalisation_is_read_off_the_weights():
     assert (mu - imagenet_under_ours).abs().max() < 0.07
     assert mu.abs().max() > 0.1  # ImageNet normalisation would put these at ~0
     assert mu[0] > mu[1] > mu[2]  # RGB order (BGR would reverse it)
+
+
+def test_a_weights_file_of_random_bytes_is_called_corrupt(tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(os.urandom(2048))
+    with pytest.raises(CheckpointError) as err:
+        load_file(path)
+    assert str(err.value) == (f"not a readable checkpoint (corrupt or truncated): {path}; save it again, or point "
+                              "to another file")

@@ -185,3 +185,21 @@ def test_a_resolution_too_small_for_the_backbone_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"resolution=32 is too small for alexnet .*224 is its native size"):
         api.train(api.make_config("linear", overrides={**BASE, "model": "alexnet", "resolution": 32,
                                                        "out": str(tmp_path)}))
+
+
+def test_a_corrupt_init_file_is_called_corrupt_on_the_command_line(tmp_path, capsys):
+    """`cifarlab train --recipe finetune --init FILE` with FILE random bytes: one line calling it corrupt, exit 2."""
+    import os
+
+    from cifarlab.cli import main
+
+    bad = tmp_path / "init.pt"
+    bad.write_bytes(os.urandom(4096))
+    code = main(["train", "--recipe", "finetune", "--model", "cnn_small", "--dataset", "synthetic:4:10:5",
+                 "--image-size", "16", "--epochs", "1", "--init", str(bad), "--out", str(tmp_path), "--progress",
+                 "off"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.splitlines()[-1] == (f"error: not a readable checkpoint (corrupt or truncated): {bad}; save it "
+                                    "again, or point to another file")
+    assert "Traceback" not in err and "objects other than tensors" not in err

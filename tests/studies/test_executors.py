@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from mini_study import rotation_then_finetune
+from mini_study import HEADER, rotation_then_finetune
 
 from cifarlab.engine import checkpoint
 from cifarlab.errors import CifarlabError
@@ -93,3 +93,32 @@ def test_a_missing_weight_is_reported_once_with_the_study_level_way_to_supply_it
     assert "run b did not complete: the same error as run a" in err
     assert "  a, b, c (failed): cannot download" in err
     assert "--set weights=FILE" in err and "--weights FILE" not in err
+def test_ctrl_c_stops_the_study_and_the_same_command_resumes_it(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a run stops the whole study with that run 'interrupted' (the terminal line says so); running the
+    same study again resumes that run from its checkpoint and completes the study."""
+    from cifarlab import api
+    from cifarlab.engine import resume
+
+    f = tmp_path / "s.toml"
+    f.write_text(HEADER.replace("epochs = 1", "epochs = 2") + '[[runs]]\nrecipe = "scratch"\nseeds = [0, 1]\n')
+    out = tmp_path / "out"
+    save = resume.save
+
+    def save_then_interrupt(run, model, optimizer, ema, state, is_best):
+        save(run, model, optimizer, ema, state, is_best)
+        if state.epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "save", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        api.study(str(f), str(out), report=False)
+    first = next(p for p in sorted(out.iterdir()) if p.is_dir())
+    assert json.loads((first / "summary.json").read_text())["status"] == "interrupted"
+    assert f"[study mini] {first.name}: interrupted" in capsys.readouterr().err
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 1  # the study stopped: the second run never started
+    monkeypatch.undo()
+    failed, _ = api.study(str(f), str(out), report=False)
+    assert failed == []
+    assert "resuming" in capsys.readouterr().err
+    assert all(json.loads((p / "summary.json").read_text())["status"] == "complete" for p in out.iterdir()
+               if p.is_dir())

@@ -3,7 +3,7 @@
 Layout::
 
     <out>/<name>/
-      summary.json       status (running | complete | failed), headline metrics, error message if failed
+      summary.json       status (running | complete | diverged | failed | interrupted), headline metrics, error message
       config.json        resolved config, library versions, git commit, dataset and subset hashes
       metrics.csv        one row per epoch
       split.npz          train/val indices into the dataset's train split

@@ -7,7 +7,6 @@ run code) is refused. Key mismatches are errors that list the keys, never a sile
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 import threading
 import urllib.parse
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cifarlab.engine import checkpoint
 from cifarlab.errors import CheckpointError
 
 # How long a weight download may take to open its first connection before cifarlab calls the network unreachable.
@@ -32,13 +32,8 @@ def load_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {str(path)!r} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{path}: refused to load: the file holds objects other than tensors and plain "
-                              f"containers, which could run code when unpickled (weights_only=True: {first})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch file ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001  (torch raises many types for a bad file; each becomes one line)
+        raise checkpoint.load_error(path, exc) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

@@ -2,8 +2,9 @@
 
 ``execute(cfg)`` opens (and locks) the run directory, builds the run context once (data on the device, the model
 the recipe builds, every ``auto`` resolved, ``config.json``), runs the recipe, and leaves ``summary.json`` with
-status ``complete``, ``diverged`` or ``failed`` and the message. Only the run directory writes ``summary.json``,
-once per state change: ``running`` when the run starts, its end state with the recipe's fields when it ends.
+status ``complete``, ``diverged``, ``failed`` or ``interrupted`` (Ctrl-C) and the message. Only the run
+directory writes ``summary.json``, once per state change: ``running`` when the run starts, its end state with the
+recipe's fields when it ends.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Recipe:
 
 
 RECIPES: Registry[Recipe] = Registry("recipe")
+INTERRUPTED = "interrupted (Ctrl-C); continue from its last checkpoint with --resume (Python: resume=True)"
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,9 @@ def _check_existing(cfg: RunConfig, run: RunDir, log: Callable[[str], None]) -> 
     if cfg.overwrite:
         run.clear()
         return
-    never_trained = summary.get("status") == "failed" and not run.last_ckpt.is_file()
-    if never_trained:  # a run that failed before its first checkpoint holds nothing to keep or resume
-        log(f"replacing {run.path}: its last attempt failed before training ({summary.get('error')})")
+    never_trained = summary.get("status") in ("failed", "interrupted") and not run.last_ckpt.is_file()
+    if never_trained:  # a run that ended before its first checkpoint holds nothing to keep or resume
+        log(f"replacing {run.path}: its last attempt ended before training ({summary.get('error')})")
         run.clear()
         return
     old = fingerprint.recorded(run.path)
@@ -180,8 +182,8 @@ def execute(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> RunResul
         except CifarlabError as exc:
             run.fail(str(exc))
             raise
-        except KeyboardInterrupt:
-            run.fail("interrupted; continue with --resume")
+        except KeyboardInterrupt:  # not a failure: the run continues from its last checkpoint with resume
+            run.update_summary(status="interrupted", error=INTERRUPTED)
             raise
         except Exception as exc:
             run.fail(f"{type(exc).__name__}: {exc}")

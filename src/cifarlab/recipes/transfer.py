@@ -249,6 +249,8 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
 for _regime in ("linear", "partial", "finetune"):
     RECIPES.register(_regime)(Recipe(TransferConfig, build, run, {
         "linear": "Transfer: frozen pretrained backbone + linear head (cached embeddings without augmentation).",
-        "partial": "Transfer: last block + head trainable, the rest frozen (BatchNorm included).",
+        "partial": "Transfer: last block + head trainable, the rest frozen; BatchNorm statistics per norm_stats: "
+                   "kept from pretrained weights, re-estimated from each batch (frozen blocks too) from random "
+                   "weights or --init.",
         "finetune": "Transfer: everything trainable, discriminative learning rates (backbone = lr x factor).",
     }[_regime]))

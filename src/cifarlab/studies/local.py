@@ -124,6 +124,9 @@ def run_sequential(planned: list[PlannedRun], out: Path, say: Reporter) -> list[
         t0 = time.perf_counter()
         try:
             execute(make_config(run.recipe, overrides={**run.keys, "resume": bool(state)}))
+        except KeyboardInterrupt:  # the study stops here; its run directory says interrupted, a re-run resumes it
+            say.ended(out, run.name)
+            raise
         except CifarlabError as exc:
             text = study_words(str(exc))
             say(f"run {run.name} did not complete: " + (f"the same error as run {seen[text]}" if text in seen else
