@@ -185,3 +185,17 @@ def test_a_resolution_too_small_for_the_backbone_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"resolution=32 is too small for alexnet .*224 is its native size"):
         api.train(api.make_config("linear", overrides={**BASE, "model": "alexnet", "resolution": 32,
                                                        "out": str(tmp_path)}))
+
+
+def test_an_imagenet_stem_at_32px_is_noted_with_its_trade_off_not_told_to_change(tmp_path):
+    """A course arm runs torchvision's ResNet18 at 32 px on purpose: the run states the trade-off as a note and does
+    not tell the user to abandon the network or the resolution the config sets."""
+    from cifarlab.recipes.execute import execute
+
+    lines: list[str] = []
+    over = {**BASE, "model": "resnet18_imagenet", "resolution": 32, "epochs": 1, "max_steps_per_epoch": 1,
+            "head_init": "random", "out": str(tmp_path / "runs"), "name": "stem32", "embed_samples": 0}
+    execute(api.make_config("partial", overrides=over), log=lines.append)
+    notes = [line for line in lines if "ImageNet stem" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "1x1 maps" in notes[0], lines
+    assert "Use resolution" not in notes[0] and "128 px or more" in notes[0]
