@@ -278,3 +278,16 @@ def test_runs_that_differ_in_more_than_the_seed_are_not_averaged_as_seeds(tmp_pa
     assert sorted(a.label for a in f.arms) == ["cnn_small, all (lr=0.01)", "cnn_small, all (lr=0.1)"]
     assert [a.stat()[2] for a in f.arms] == [2, 2]
     assert f.sentences == []  # the question's sentence would have averaged two configurations
+
+
+def test_a_mean_below_chance_reads_below_chance(tmp_path):
+    """An arm under chance is 'N points below chance', never a negative number of points above it."""
+    assert findings.versus_chance(0.15, 0.10) == "5.00 points above chance (10%)"
+    assert findings.versus_chance(0.09, 0.10) == "1.00 points below chance (10%)"
+    assert findings.versus_chance(0.10, 0.10) == "at chance (10%)"
+    for i, acc in enumerate((0.20, 0.21, 0.22)):  # 4 classes: chance 25%
+        _run(tmp_path, f"low-s{i}", "scratch", acc=acc, seed=i)
+    found = findings.answer(find_runs(tmp_path))
+    text = " ".join(s for f in found for s in f.sentences)
+    assert "4.00 points below chance (25%)" in text
+    assert "above chance" not in text
