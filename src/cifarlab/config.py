@@ -277,15 +277,20 @@ class SupConConfig(RunConfig):
 
 @dataclass
 class RotationConfig(RunConfig):
-    """Label-free rotation prediction (Gidaris et al. 2018): each image in all four rotations, labels 0..3."""
+    """Label-free rotation prediction (Gidaris et al. 2018): each image in all four rotations (or one random one),
+    labels 0..3."""
 
     label_free = True  # class attribute, not a key: the split and everything in training ignore class labels
 
     recipe: str = opt("rotation", "rotation")
-    batch_size: int = redefault("batch_size", 128, "images per step (x4 rotated inputs)")
+    batch_size: int = redefault("batch_size", 128, "images per step (x4 rotated inputs with rotations=all)")
     base_lr: float = redefault("base_lr", 0.2)
     ref_batch: int = redefault("ref_batch", 128)
     label_smoothing: float = redefault("label_smoothing", 0.0, "label smoothing of the rotation loss")
+    rotations: str = opt("all", "training inputs per image and step: all (its four rotations, B images -> 4B "
+                                "inputs, Gidaris et al.) or random (one angle drawn per image and step, B inputs, as "
+                                "the RotNet assignment rotates them); evaluation scores all four either way",
+                         choices=("all", "random"))
 
 
 def field_types(cls: type) -> dict[str, Any]:

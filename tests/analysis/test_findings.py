@@ -349,3 +349,14 @@ def test_without_a_margin_findings_json_records_none_and_no_tost(tmp_path):
     assert not any("TOST" in e["sentence"] for e in entries)
     with pytest.raises(CifarlabError, match="equivalence margin -1.0: expected a positive number of points"):
         findings.answer(find_runs(tmp_path / "runs"), -1.0)
+def test_a_mean_below_chance_reads_below_chance(tmp_path):
+    """An arm under chance is 'N points below chance', never a negative number of points above it."""
+    assert findings.versus_chance(0.15, 0.10) == "5.00 points above chance (10%)"
+    assert findings.versus_chance(0.09, 0.10) == "1.00 points below chance (10%)"
+    assert findings.versus_chance(0.10, 0.10) == "at chance (10%)"
+    for i, acc in enumerate((0.20, 0.21, 0.22)):  # 4 classes: chance 25%
+        _run(tmp_path, f"low-s{i}", "scratch", acc=acc, seed=i)
+    found = findings.answer(find_runs(tmp_path))
+    text = " ".join(s for f in found for s in f.sentences)
+    assert "4.00 points below chance (25%)" in text
+    assert "above chance" not in text

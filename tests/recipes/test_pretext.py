@@ -138,3 +138,26 @@ def test_rotation_per_class_means_images_per_class_drawn_without_labels(tmp_path
     looks at which class each one is."""
     run = _rotation(tmp_path, "pc", epochs=1, per_class=5, val_fraction=0.2)
     assert run.summary["num_train"] + run.summary["num_val"] == 20
+
+
+def test_rotation_random_reaches_the_task_and_the_run_records_it(tmp_path, monkeypatch):
+    """rotations="random" (the RotNet assignment's one angle per image) is what the run's task trains with, and
+    config.json records it."""
+    import json
+
+    import cifarlab.recipes.rotation as rotation_recipe
+    from cifarlab.objectives import Rotation
+
+    made = []
+
+    def spy(*args, **kwargs):
+        task = Rotation(*args, **kwargs)
+        made.append(task.rotate)
+        return task
+
+    monkeypatch.setattr(rotation_recipe, "Rotation", spy)
+    run = _rotation(tmp_path, "rand", epochs=1, rotations="random")
+    from cifarlab.objectives.rotation import ROTATIONS
+
+    assert run.summary["status"] == "complete" and made == [ROTATIONS["random"]]
+    assert json.loads((run.path / "config.json").read_text())["config"]["rotations"] == "random"

@@ -203,3 +203,15 @@ def test_a_corrupt_init_file_is_called_corrupt_on_the_command_line(tmp_path, cap
     assert err.splitlines()[-1] == (f"error: not a readable checkpoint (corrupt or truncated): {bad}; save it "
                                     "again, or point to another file")
     assert "Traceback" not in err and "objects other than tensors" not in err
+def test_an_imagenet_stem_at_32px_is_noted_with_its_trade_off_not_told_to_change(tmp_path):
+    """A course arm runs torchvision's ResNet18 at 32 px on purpose: the run states the trade-off as a note and does
+    not tell the user to abandon the network or the resolution the config sets."""
+    from cifarlab.recipes.execute import execute
+
+    lines: list[str] = []
+    over = {**BASE, "model": "resnet18_imagenet", "resolution": 32, "epochs": 1, "max_steps_per_epoch": 1,
+            "head_init": "random", "out": str(tmp_path / "runs"), "name": "stem32", "embed_samples": 0}
+    execute(api.make_config("partial", overrides=over), log=lines.append)
+    notes = [line for line in lines if "ImageNet stem" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "1x1 maps" in notes[0], lines
+    assert "Use resolution" not in notes[0] and "128 px or more" in notes[0]

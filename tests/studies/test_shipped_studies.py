@@ -151,7 +151,7 @@ def test_a_course_run_takes_its_own_paths(tmp_path, weight_files):
     from cifarlab.recipes.execute import execute
 
     _, planned = load_study(ROOT / "course" / "transfer-vgg16-resnet18.toml", tmp_path)
-    run = next(p for p in planned if p.name == "course-partial-resnet18_imagenet")
+    run = next(p for p in planned if p.name == "course-partial-resnet18_imagenet-s0")
     keys = {**_shrink(run.keys, weight_files), "test_fraction": 0.5}  # 5 of the 10 synthetic test images per class
     execute(make_config(run.recipe, overrides=keys))
     s = json.loads((tmp_path / run.name / "summary.json").read_text())

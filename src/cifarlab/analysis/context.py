@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifarlab.analysis import findings, origin, plots
+from cifarlab.analysis import findings, origin, plots, recipe_facts
 from cifarlab.analysis.findings import Finding
 from cifarlab.analysis.perrun import Figure, png
 from cifarlab.analysis.references import Match
@@ -73,11 +73,32 @@ def overview_points(runs: list[Run], origins: origin.Origins) -> list[tuple[str,
             if r.accuracy is not None and (c := findings.cost_s(r.summary))]
 
 
+ROTATION_AXIS = "rotation accuracy (4-way pretext, chance 25%)"
+
+
+def accuracy_axis(runs: list[Run]) -> str:
+    """The axis label of the runs' headline accuracy, with its task and chance level: a 4-way rotation score and a
+    10-way class accuracy never share an axis."""
+    if runs and all(r.summary.get("recipe") == "rotation" for r in runs):
+        return ROTATION_AXIS
+    sizes = {len(r.classes) for r in runs}
+    k = sizes.pop() if len(sizes) == 1 else 0
+    return f"test accuracy ({k} classes, chance {100 / k:.0f}%)" if k else "test accuracy"
+
+
 def overview_figures(runs: list[Run], origins: origin.Origins) -> list[Figure]:
-    points = overview_points(runs, origins)
-    return [Figure("overview", png(plots.accuracy_vs_time(points, "every run: test accuracy (rotation runs: "
-                                                                  "rotation accuracy)")),
-                   "test accuracy against training time, every run")] if points else []
+    """Accuracy against training time: class accuracy in one chart, rotation runs' pretext accuracy in another."""
+    figs = []
+    for task, group in (("classifiers", [r for r in runs if r.summary.get("recipe") != "rotation"]),
+                        ("rotation", [r for r in runs if r.summary.get("recipe") == "rotation"])):
+        points = overview_points(group, origins)
+        if points:
+            axis = accuracy_axis(group)
+            figs.append(Figure("overview" if task == "classifiers" else "overview-rotation",
+                               png(plots.accuracy_vs_time(points, f"every {'rotation ' * (task == 'rotation')}run: "
+                                                                  f"{axis.split(' (')[0]}", ylabel=axis)),
+                               f"{axis} against training time"))
+    return figs
 
 
 def _overview_sentence(points: list[tuple[str, str, float, float]]) -> str | None:
@@ -87,8 +108,8 @@ def _overview_sentence(points: list[tuple[str, str, float, float]]) -> str | Non
     best = max(classifiers, key=lambda p: p[3])
     fast = min(classifiers, key=lambda p: p[2])
     return (f"The most accurate classifier is {best[0]} ({pct(best[3])} in {best[2]:,.1f} s); the quickest is "
-            f"{fast[0]} ({pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs are plotted with their 4-way pretext "
-            "accuracy, not a class accuracy.")
+            f"{fast[0]} ({pct(fast[3])} in {fast[2]:,.1f} s). Rotation runs' 4-way pretext accuracy, not a class "
+            "accuracy, has its own chart.")
 
 
 def metric_columns(f: Finding) -> list[tuple[str, str]]:
@@ -104,9 +125,14 @@ def finding_charts(f: Finding, runs: list[Run]) -> list[Figure]:
         hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}
         return [Figure("scratch", png(plots.validation_curves(dict(list(hist.items())[:8]), "accuracy per epoch")),
                        "accuracy per epoch of the from-scratch runs")] if hist else []
-    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in f.arms}
-    groups = {k: v for k, v in groups.items() if v}
-    figs = [Figure(f.key, png(plots.arm_bars(groups, f.title)), f"{f.title}: accuracy per arm")] if groups else []
+    figs = []
+    pretext = [a for a in f.arms if a.first.get("recipe") == "rotation"]
+    for name, arms in ((f.key, [a for a in f.arms if a not in pretext]), (f"{f.key}-pretext", pretext)):
+        groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in arms}
+        groups = {k: v for k, v in groups.items() if v}
+        if groups:  # a 4-way rotation score gets its own chart and axis, never the class accuracy's
+            axis = accuracy_axis([r for a in arms for r in a.runs]) if f.key != "supcon" else "accuracy"
+            figs.append(Figure(name, png(plots.arm_bars(groups, f.title, xlabel=axis)), f"{f.title}: {axis} per arm"))
     series = findings.lowlabel_series(runs) if f.key == "rotation" else {}
     if series:
         figs.append(Figure("lowlabel", png(plots.accuracy_vs_labels(series, "test accuracy vs labelled images per "
@@ -136,13 +162,16 @@ def _question(f: Finding, charts: list[Figure], refs: list[Match]) -> dict[str, 
         cells = []
         for m, _ in cols:
             mean, sd, n = arm.stat(m)
-            cells.append(pct(mean) + (f" ± {100 * sd:.2f}" if n > 1 else ""))
+            # a rotation arm under a class-accuracy column: its cell says it holds the 4-way pretext score
+            pretext = m == "accuracy" and arm.first.get("recipe") == "rotation" and cols[0][1] != "rotation acc"
+            tag = " (rotation, 4-way)" if pretext else ""
+            cells.append(pct(mean) + (f" ± {100 * sd:.2f}" if n > 1 else "") + tag)
         hits = arm.cache_hits
         arms.append({"label": arm.label, "dataset": arm.dataset, "cells": cells, "seeds": len(arm.values()),
                      "trainable": num(arm.trainable), "cost": num(arm.cost, "{:,.1f}"),
                      "cost_note": f"embedding cached in {hits} of {len(arm.runs)} runs, counted at the time it took "
                                   "when computed" if hits else "",
-                     "runs": [r.name for r in arm.runs]})
+                     "runs": [r.name for r in arm.runs], "facts": recipe_facts.arm_facts(arm.runs)})
     published = [{"arm": m.arm.label, "figure": m.reference.figure, "metric": METRIC_WORDS.get(
                       (m.reference.metric, m.reference.recipe == "rotation"), m.reference.metric),
                   "source": m.reference.source, "setting": m.reference.setting, "id": m.reference.id,
@@ -151,6 +180,7 @@ def _question(f: Finding, charts: list[Figure], refs: list[Match]) -> dict[str, 
                  for m in refs]
     return {"key": f.key, "title": f.title, "question": f.question, "figures": charts,
             "metric_labels": [lab for _, lab in cols], "show_dataset": f.mixes_datasets, "arms": arms,
+            "fact_columns": recipe_facts.FACT_COLUMNS, "show_overrides": any(a["facts"]["overrides"] for a in arms),
             "sentences": [_statement(s) for s in f.statements], "published": published}
 
 

@@ -50,6 +50,14 @@ USUAL_TRANSFER_ORDER = ("Kornblith, Shlens & Le (CVPR 2019, \u201cDo Better Imag
                         "report full fine-tuning at or above the linear probe on frozen ImageNet features")
 
 
+def versus_chance(mean: float, chance: float) -> str:
+    """'12.00 points above chance (10%)', '1.00 points below chance (10%)' or 'at chance (10%)'."""
+    margin = round(100 * (mean - chance), 2)
+    side = "above" if margin > 0 else "below" if margin < 0 else None
+    return f"{abs(margin):.2f} points {side} chance ({100 * chance:.0f}%)" if side else \
+        f"at chance ({100 * chance:.0f}%)"
+
+
 def _one_arm_sentence(arm: Arm, subject: str, chance: float, what: str = "test accuracy") -> Statement | None:
     m, sd, n = arm.stat()
     if not n:
@@ -58,7 +66,7 @@ def _one_arm_sentence(arm: Arm, subject: str, chance: float, what: str = "test a
     epochs = arm.first.get("epochs")
     cost = f" in {arm.cost:.0f} s of training" if arm.cost else ""
     return Statement(f"{subject} reaches {100 * m:.2f}%{spread} {what} ({n} seed{'s' if n > 1 else ''}, "
-                     f"{epochs} epochs{cost}), {100 * (m - chance):.2f} points above chance ({100 * chance:.0f}%).",
+                     f"{epochs} epochs{cost}), {versus_chance(m, chance)}.",
                      arm.label, None, "accuracy")
 
 

@@ -122,19 +122,20 @@ def accuracy_vs_labels(series: dict[str, list[tuple[int, float, float]]], title:
 
 
 def per_class_heatmap(acc: dict[str, np.ndarray], classes: list[str], title: str = "") -> Figure:
-    """Per-class accuracy as a heatmap: one row per run, one column per class, the value in each cell."""
+    """Per-class accuracy (fractions in ``acc``) as a heatmap in percent: one row per run, one column per class, the
+    value in each cell, the colour bar in the same percent."""
     names = list(acc)
-    grid = np.array([acc[n] for n in names], dtype=float)
+    grid = 100 * np.array([acc[n] for n in names], dtype=float)  # percent, as the cells and the colour bar read
     fig, ax = plt.subplots(figsize=(max(6, 0.62 * len(classes) + 3), 0.32 * len(names) + 1.6))
-    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     if grid.size <= 600:
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
-                ax.text(j, i, f"{100 * grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
-                        color="black" if grid[i, j] > 0.6 else "white")
-    fig.colorbar(im, ax=ax, fraction=0.03, label="accuracy")
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="black" if grid[i, j] > 60 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.03, label="accuracy, %")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -186,8 +187,10 @@ def validation_curves(histories: dict[str, list[dict[str, Any]]], title: str = "
     return fig
 
 
-def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "") -> Figure:
-    """Every run as a point: (name, group, seconds, accuracy), log-scale time, one colour per group."""
+def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "", ylabel: str = "test accuracy"
+                     ) -> Figure:
+    """Every run as a point: (name, group, seconds, accuracy), log-scale time, one colour per group; ``ylabel`` names
+    the one task the points share."""
     fig, ax = plt.subplots(figsize=(8, 4.6))
     groups = list(dict.fromkeys(g for _, g, _, _ in points))
     for k, group in enumerate(groups):
@@ -201,7 +204,7 @@ def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training time, s (log; embedding and head probe included)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     _legend(ax, fontsize=7, loc="lower right")
     ax.set_title(title)

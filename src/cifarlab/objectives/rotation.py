@@ -1,8 +1,11 @@
 """Rotation prediction (Gidaris, Singh and Komodakis, ICLR 2018): a label-free pretext task.
 
-Every image of a batch appears in all four rotations in the same batch (B images -> 4B inputs); the target is the
-rotation index k for a rotation by k x 90 degrees counter-clockwise as displayed (``torch.rot90(x, k, dims=(2, 3))``,
-the same convention as ``numpy.rot90``). Class labels are never read.
+In training, every image of a batch appears in all four rotations in the same batch (``rotations="all"``: B images ->
+4B inputs, Gidaris et al.'s choice), or once, turned by one angle drawn per image and step (``rotations="random"``:
+B images -> B inputs, as the RotNet course assignment rotates them). Evaluation always scores all four rotations of
+every image, the deterministic expectation of a random angle. The target is the rotation index k for a rotation by
+k x 90 degrees counter-clockwise as displayed (``torch.rot90(x, k, dims=(2, 3))``, the same convention as
+``numpy.rot90``). Class labels are never read.
 """
 
 from __future__ import annotations
@@ -26,19 +29,33 @@ def rotate_all(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return rotated, targets
 
 
+def rotate_random(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, H, W) -> (B, C, H, W) inputs and (B,) targets: image i turned by k_i x 90 degrees counter-clockwise,
+    k_i drawn uniformly from {0, 1, 2, 3} by ``gen`` (on ``gen``'s device), as ``torch.rot90(x[i], k_i, (1, 2))``.
+    Square images only (a quarter turn of a non-square batch changes its shape)."""
+    targets = torch.randint(0, NUM_ROTATIONS, (x.shape[0],), generator=gen, device=gen.device).to(x.device)
+    every = torch.stack([torch.rot90(x, k, dims=(2, 3)) for k in range(NUM_ROTATIONS)])  # (4, B, C, H, W)
+    return every[targets, torch.arange(x.shape[0], device=x.device)], targets
+
+
+ROTATIONS = {"all": lambda x, gen: rotate_all(x), "random": rotate_random}  # config.RotationConfig.rotations
+
+
 class Rotation:
-    """The rotation task: crop+flip first, then all four rotations; ``y`` (class labels) is ignored."""
+    """The rotation task: crop+flip first, then the rotations (``rotations``: all four, or one random angle per
+    image); ``y`` (class labels) is ignored."""
 
-    select = ("val_loss", "min")  # the assignment: report at the epoch with the lowest validation loss
+    select = ("val_loss", "min")  # the lowest validation loss of the rotation task (the assignment: the test loss)
 
-    def __init__(self, augment: Augment, label_smoothing: float = 0.0) -> None:
+    def __init__(self, augment: Augment, label_smoothing: float = 0.0, rotations: str = "all") -> None:
         self.augment = augment
         self.label_smoothing = label_smoothing
+        self.rotate = ROTATIONS[rotations]
 
     def train_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
                    ) -> tuple[torch.Tensor, torch.Tensor, int]:
-        inputs, targets = rotate_all(self.augment.train(x, gen))
-        logits = model(inputs)  # (4B, 4)
+        inputs, targets = self.rotate(self.augment.train(x, gen), gen)
+        logits = model(inputs)  # (4B, 4) for all rotations, (B, 4) for one random rotation per image
         loss = F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
         return loss, (logits.argmax(1) == targets).sum(), len(targets)
 

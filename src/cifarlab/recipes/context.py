@@ -159,6 +159,16 @@ def load(cfg: RunConfig, log: Callable[[str], None] = log_stderr) -> Loaded:
                   data.test_y[test_keep].to(device), test_keep, mean, std, data_load_s)
 
 
+def split_of(cfg: RunConfig, train_y: torch.Tensor, num_classes: int) -> Split:
+    """The run's train/validation split of a train set with labels ``train_y`` (label-free recipes draw it without
+    reading them)."""
+    label_free = getattr(cfg, "label_free", False)
+    strata = torch.zeros_like(train_y) if label_free else train_y
+    per_class = cfg.per_class * (num_classes if label_free else 1)
+    return make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction, val_fraction=cfg.val_fraction,
+                      seed=cfg.seed if cfg.split_seed < 0 else cfg.split_seed)
+
+
 def select(cfg: RunConfig, data: ImageData) -> tuple[ImageData, Split, torch.Tensor]:
     """The images a run trains on (``data``, with the unlabelled ones for label-free recipes), its train/val split
     and the indices of its test subset: a function of the config and the labels only (no images are read)."""
@@ -168,10 +178,7 @@ def select(cfg: RunConfig, data: ImageData) -> tuple[ImageData, Split, torch.Ten
     label_free = getattr(cfg, "label_free", False)
     if label_free and data.unlabeled_x is not None:
         data = data.with_unlabeled()
-    strata = torch.zeros_like(data.train_y) if label_free else data.train_y
-    per_class = cfg.per_class * (data.num_classes if label_free else 1)
-    split = make_split(strata, per_class=per_class, train_fraction=cfg.train_fraction,
-                       val_fraction=cfg.val_fraction, seed=cfg.seed if cfg.split_seed < 0 else cfg.split_seed)
+    split = split_of(cfg, data.train_y, data.num_classes)
     test_keep = torch.arange(len(data.test_y))
     if cfg.test_per_class or cfg.test_fraction < 1.0:
         test_keep = make_split(data.test_y, per_class=cfg.test_per_class, train_fraction=cfg.test_fraction,

@@ -35,7 +35,7 @@ def run(ctx: RunContext, model: Backbone) -> dict[str, Any]:
     cfg, loaded = ctx.cfg, ctx.loaded
     model, fwd = to_device(model, ctx)
     augment = augmentation(ctx)
-    task = Rotation(augment, cfg.label_smoothing)
+    task = Rotation(augment, cfg.label_smoothing, cfg.rotations)
     optimizer = run_optimizer(cfg, trunk_and_head_groups(model, cfg.weight_decay))
     result = fit(model, task, loaded.train, optimizer, fit_spec(cfg, ctx.resolved), fit_io(ctx), forward_model=fwd)
     model.eval()
