@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, machine
-
 from cifarlab.studies import cost
+
+from common import REPO, machine
 
 
 def compare(study: Path, tmp: Path) -> tuple[int, float, float]:
