@@ -27,6 +27,7 @@ def _deterministic_algorithms_restored():
 def _isolated_data_root(tmp_path_factory, monkeypatch):
     """Caches go to a temp dir unless a test sets CIFARLAB_DATA itself; CIFARLAB_DATASET never leaks in."""
     monkeypatch.setenv("CIFARLAB_DATA", str(tmp_path_factory.getbasetemp() / "data"))
+    monkeypatch.setenv("CIFARLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cost-cache"))  # study calibrations
     monkeypatch.delenv("CIFARLAB_DATASET", raising=False)
 
 

@@ -158,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "them; the old directories are kept as NAME.replaced-N")
     st.add_argument("--executor", choices=("local", "slurm"), default="local",
                     help="local: this machine; slurm: one Slurm job per run (submitit), dependencies as afterok")
+    st.add_argument("--yes", action="store_true", help="start a study estimated above an hour without asking")
     sl = st.add_argument_group("slurm (over the study file's [slurm] table)")
     for flag, kind, what in (("partition", str, "partition"), ("time", str, "time limit per job: minutes, H:M:S or "
                              "D-H:M:S"), ("gpus-per-job", int, "GPUs per job (>1: torchrun DDP in the job)"),
@@ -265,6 +266,20 @@ def _say_interrupted(cfg: config.RunConfig, argv: list[str] | None) -> None:
         return
     resume = _command(argv, drop=("resume", "overwrite")) + " --resume"
     print(f"interrupted: {out / run_name(cfg)} (status interrupted); continue it with:\n  {resume}", file=sys.stderr)
+def _announce_cost(args: argparse.Namespace) -> bool:
+    """A study's estimated time per run and in all (studies/cost.py); above an hour, ask (or say so) with the
+    --set that brings it under ten minutes. False: the user declined."""
+    from cifarlab import config as config_mod
+    from cifarlab.studies import cost
+
+    sets = config_mod.parse_overrides(getattr(args, "set", None) or [])
+    est, runs = cost.announce(args.study_file, args.out, sets, args.seed_offset, log=print if args.dry_run else None)
+    hint = cost.suggest_overrides(runs, cost.run_device(runs)) if est.total_s > cost.CONFIRM_ABOVE_S else None
+    if args.dry_run or args.executor != "local":
+        if hint:
+            print(f"  under 10 min here: {cost.set_flags(hint[0])} (about {cost.duration(hint[1])})")
+        return True
+    return cost.check_budget(est, hint, args.yes)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
             sets = config.parse_overrides(args.set)
             if args.dry_run:
                 print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm, sets))
+                print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm))
+            if not _announce_cost(args):
+                return 1
+            if args.dry_run:
                 return 0
             gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
             try:
