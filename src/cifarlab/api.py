@@ -15,9 +15,11 @@ from typing import Any
 from cifarlab import config as config_mod
 from cifarlab.config import RunConfig, make_config
 from cifarlab.recipes import RECIPES, RunResult, execute
+from cifarlab.studies.budget import Budget, stand_in_weights
 
 __all__ = ["make_config", "train", "report", "study", "study_plan", "bench", "keys_help", "recipes_help",
-           "recipe_names", "model_names", "models_help", "config_class"]
+           "recipe_names", "model_names", "models_help", "config_class", "load_run", "load_study",
+           "Budget", "stand_in_weights"]
 
 
 def recipe_names() -> list[str]:
@@ -49,6 +51,24 @@ def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding
     return str(build(runs_dir, fmt, out, embedding, progress=progress, figures=figures))
 
 
+def load_run(path: str):
+    """One run directory as a :class:`cifarlab.analysis.results.RunResults`: its summary and config, the report's
+    figures of it (``curves()``, ``confusion()``, ``per_class()``, ``mistakes()``, ``embedding()``) and the arrays
+    behind them (``history()``, ``confusion_matrix()``, ``per_class_accuracy()``, ``misclassified()``,
+    ``projection()``)."""
+    from cifarlab.analysis.results import load_run as load
+
+    return load(path)
+
+
+def load_study(path: str):
+    """Every run directory under ``path`` as a :class:`cifarlab.analysis.results.StudyResults`: its runs, the
+    report's findings (``findings``, ``findings_table()``) and arms side by side (``compare()``)."""
+    from cifarlab.analysis.results import load_study as load
+
+    return load(path)
+
+
 def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, **options: Any
           ) -> tuple[list[str], str | None]:
     """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report.
@@ -60,7 +80,9 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
             one device, as separate processes), ``seed_offset`` (added to every run's seeds; ``{seed}`` in names and
             ``@name`` references follow), ``slurm`` (job settings over the study file's ``[slurm]`` table:
             partition, time, gpus_per_job, cpus_per_job, mem, account, qos, sbatch, setup, signal_delay_s),
-            ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted).
+            ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted), ``arms``
+            (run only the runs of these arms, e.g. ``("course recipe",)``), and ``adjust`` (each run's keys -> the
+            keys it runs with, e.g. a :class:`Budget` for a laptop).
     """
     from cifarlab.studies.runner import run_study
 

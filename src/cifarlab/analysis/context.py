@@ -99,13 +99,18 @@ def metric_columns(f: Finding) -> list[tuple[str, str]]:
     return [("accuracy", "rotation acc" if pretext_only else "test acc")]
 
 
+def arm_groups(f: Finding) -> dict[str, dict[str, tuple[float, float]]]:
+    """{arm label: {metric label: (mean, sd over seeds)}} of a question's arms: what its bar chart draws."""
+    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in f.arms}
+    return {k: v for k, v in groups.items() if v}
+
+
 def finding_charts(f: Finding, runs: list[Run]) -> list[Figure]:
     if f.key == "scratch":
         hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}
         return [Figure("scratch", png(plots.validation_curves(dict(list(hist.items())[:8]), "accuracy per epoch")),
                        "accuracy per epoch of the from-scratch runs")] if hist else []
-    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in f.arms}
-    groups = {k: v for k, v in groups.items() if v}
+    groups = arm_groups(f)
     figs = [Figure(f.key, png(plots.arm_bars(groups, f.title)), f"{f.title}: accuracy per arm")] if groups else []
     series = findings.lowlabel_series(runs) if f.key == "rotation" else {}
     if series:

@@ -98,6 +98,7 @@ class StudyOptions:
         slurm: Slurm settings over the study file's ``[slurm]`` table (keys of ``SlurmSettings``).
         wait: Slurm: follow the jobs to their end and build the report (False: return once submitted).
         submitit_executor: Slurm: a submitit executor to submit with instead of a ``SlurmExecutor`` (tests).
+        arms: run only the runs whose ``arm`` key is one of these (e.g. ``("course recipe",)``); empty = every run.
     """
 
     report: bool = True
@@ -108,6 +109,7 @@ class StudyOptions:
     slurm: dict[str, Any] | None = None
     wait: bool = True
     submitit_executor: Any = None
+    arms: tuple[str, ...] = ()
 
 
 def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = None, log=None,
@@ -124,6 +126,11 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
                           "executor=slurm each run is a job: set gpus_per_job in [slurm] or --gpus-per-job")
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     meta, planned = load_study(path, out, adjust, seed_offset)
+    if o.arms:  # a laptop runs one arm of a course study; the others stay unplanned, not failed
+        known = sorted({str(p.keys.get("arm", "")) for p in planned})
+        if not set(o.arms) <= set(known):
+            raise ConfigError(f"{path}: arms={list(o.arms)}; this study's arms: {', '.join(map(repr, known))}")
+        planned = [p for p in planned if p.keys.get("arm", "") in o.arms]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study_name = meta.get("name", Path(path).stem)
