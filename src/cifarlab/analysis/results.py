@@ -195,6 +195,7 @@ class RunResults:
                 "dataset": str(s.get("dataset")),
                 "images (train/val/test)": "/".join(num(s.get(k)) for k in ("num_train", "num_val", "num_test")),
                 "epochs": str(s.get("epochs", "–")), headline[0]: pct(headline[1]),
+                "parameters (trainable/total)": f"{num(s.get('params_trainable'))}/{num(s.get('params_total'))}",
                 "training time": num(s.get("train_time_s"), "{:,.1f} s"), "embedding": embedding_text(s),
                 **({"error": str(s["error"])} if s.get("error") else {})}
 
@@ -240,12 +241,12 @@ class StudyResults:
     def findings_table(self):
         """Every comparison the report states, one row each (the rows of the report's findings.json): a pandas
         DataFrame where pandas is installed, else a list of dicts."""
-        rows = findings.findings_json(self.findings)
-        try:
-            import pandas as pd
-        except ImportError:
-            return rows
-        return pd.DataFrame(rows)
+        return _table(findings.findings_json(self.findings))
+
+    def runs_table(self):
+        """Each run's :meth:`RunResults.facts`, one row per run: a pandas DataFrame where pandas is installed, else
+        a list of dicts."""
+        return _table([r.facts() for r in self.runs.values()])
 
     def arms(self) -> dict[str, dict[str, tuple[float, float]]]:
         """{arm label: {metric: (mean, sd over seeds)}} of every question's arms: the numbers :meth:`compare`
@@ -297,6 +298,14 @@ class StudyResults:
 
     def __repr__(self) -> str:
         return f"StudyResults({str(self.path)!r}, runs={len(self.runs)})"
+
+
+def _table(rows: list[dict[str, Any]]):
+    try:
+        import pandas as pd
+    except ImportError:
+        return rows
+    return pd.DataFrame(rows)
 
 
 def load_run(path: str | Path) -> RunResults:
