@@ -41,7 +41,8 @@ from IPython.display import display
 from cifarlab import api
 
 matplotlib.rcParams["figure.dpi"] = 60  # small images keep the notebook light
-imagenet_models = {models}  # the study's models that start from ImageNet weights
+# the study's models that start from ImageNet weights
+imagenet_models = {models}
 weights = api.stand_in_weights(imagenet_models, out + "/weights") if stand_in_weights else {{}}
 if weights:
     print("STAND-IN WEIGHTS: the ImageNet models start from random weights; their numbers are not transfer results")

@@ -5,6 +5,7 @@ writes (regenerated, not edited by hand)."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from tests.conftest import REPO
