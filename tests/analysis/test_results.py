@@ -160,3 +160,16 @@ def test_compare_per_class_is_the_mean_over_seeds(runs, tmp_path):
     assert np.allclose(next(iter(acc.values())), expected)
     assert isinstance(study.compare("per_class"), Figure)
     assert EVIL not in api.load_study(root)._repr_html_()
+
+
+def test_a_collapsed_encoder_is_named_not_projected(runs, tmp_path):
+    """All-equal embeddings (a stand-in encoder after one step) once crashed t-SNE; the view now says why."""
+    import shutil
+
+    d = tmp_path / "collapsed"
+    shutil.copytree(runs[0], d)
+    z = dict(np.load(d / "predictions.npz"))
+    z["embeddings"] = np.zeros_like(z["embeddings"])
+    np.savez(d / "predictions.npz", **z)
+    with pytest.raises(CifarlabError, match="embeddings are the same vector"):
+        api.load_run(d).embedding()

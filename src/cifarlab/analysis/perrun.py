@@ -153,6 +153,9 @@ def embedding_points(pred: dict[str, np.ndarray], max_points: int = 1000) -> tup
     finite = np.isfinite(emb).all(1)
     if not finite.all():
         return emb, labels, f"{int((~finite).sum())} of {len(emb)} embeddings are not finite"
+    if emb.std(0).max() <= 1e-6 * max(1.0, float(np.abs(emb).max())):
+        # t-SNE's PCA start divides by the spread: a collapsed encoder crashed scikit-learn's Barnes-Hut code
+        return emb, labels, f"all {len(emb)} embeddings are the same vector (a collapsed encoder): nothing to project"
     return emb, labels, ""
 
 
