@@ -15,9 +15,11 @@ from typing import Any
 from cifarlab import config as config_mod
 from cifarlab.config import RunConfig, make_config
 from cifarlab.recipes import RECIPES, RunResult, execute
+from cifarlab.studies.budget import Budget, stand_in_weights
 
 __all__ = ["make_config", "train", "report", "seeds", "study", "study_plan", "bench", "keys_help", "recipes_help",
-           "recipe_names", "model_names", "models_help", "config_class"]
+           "recipe_names", "model_names", "models_help", "config_class", "load_run", "load_study", "Budget",
+           "stand_in_weights"]
 
 
 def recipe_names() -> list[str]:
@@ -59,6 +61,24 @@ def seeds(runs_dir: str, detect_points: float) -> str:
     return table(runs_dir, detect_points)
 
 
+def load_run(path: str):
+    """One run directory as a :class:`cifarlab.analysis.results.RunResults`: its summary and config, the report's
+    figures of it (``curves()``, ``confusion()``, ``per_class()``, ``mistakes()``, ``embedding()``) and the arrays
+    behind them (``history()``, ``confusion_matrix()``, ``per_class_accuracy()``, ``misclassified()``,
+    ``projection()``)."""
+    from cifarlab.analysis.results import load_run as load
+
+    return load(path)
+
+
+def load_study(path: str):
+    """Every run directory under ``path`` as a :class:`cifarlab.analysis.results.StudyResults`: its runs, the
+    report's findings (``findings``, ``findings_table()``) and arms side by side (``compare()``)."""
+    from cifarlab.analysis.results import load_study as load
+
+    return load(path)
+
+
 def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None = None, **options: Any
           ) -> tuple[list[str], str | None]:
     """Run a study file into ``out`` (skipping complete runs, resuming interrupted ones), then report.
@@ -73,7 +93,9 @@ def study(study_file: str, out: str, report: bool = True, gpus: list[str] | None
             ``wait`` (Slurm: follow the jobs to their end, then report; False: return once submitted),
             ``equivalence_margin`` (points: the report's TOST margin where no difference is called),
             ``overrides`` (``--set`` keys over the file's), ``rerun_changed`` (re-run runs whose directories hold a
-            different run, keeping the old ones as ``NAME.replaced-N``; without it such a study stops first).
+            different run, keeping the old ones as ``NAME.replaced-N``; without it such a study stops first), ``arms``
+            (run only the runs of these arms, e.g. ``("course recipe",)``), and ``adjust`` (each run's keys -> the
+            keys it runs with, e.g. a :class:`Budget` for a laptop).
     """
     from cifarlab.studies.runner import run_study
 

@@ -120,6 +120,12 @@ def metric_columns(f: Finding) -> list[tuple[str, str]]:
     return [("accuracy", "rotation acc" if pretext_only else "test acc")]
 
 
+def arm_groups(f: Finding) -> dict[str, dict[str, tuple[float, float]]]:
+    """{arm label: {metric label: (mean, sd over seeds)}} of a question's arms: what its bar chart draws."""
+    groups = {a.label: {lab: a.stat(m)[:2] for m, lab in metric_columns(f) if a.values(m)} for a in f.arms}
+    return {k: v for k, v in groups.items() if v}
+
+
 def finding_charts(f: Finding, runs: list[Run]) -> list[Figure]:
     if f.key == "scratch":
         hist = {r.name: r.metrics for arm in f.arms for r in arm.runs if r.metrics}

@@ -127,11 +127,49 @@ def analyse_all(runs: list[Run], embedding: str = "tsne", workers: int | None = 
     return out
 
 
+def curves_figure(rows: list[dict[str, Any]]):
+    """The training curves of one run (its metrics.csv rows)."""
+    return plots.curves(rows)
+
+
+def confusion_figure(cm: np.ndarray, classes: list[str]):
+    return plots.confusion_matrix(cm, classes, "confusion (rows = true)")
+
+
+def mistakes_figure(pred: dict[str, np.ndarray], classes: list[str]):
+    """The most confident mistakes kept in predictions.npz, captioned true → predicted and the confidence."""
+    caps = [f"{classes[pred['labels'][i]]} → {classes[pred['preds'][i]]}\n{100 * c:.0f}%"
+            for i, c in zip(pred["mis_idx"], pred["mis_conf"])]
+    return plots.image_grid(pred["mis_images"], caps, title="most confident mistakes (true → predicted, confidence)")
+
+
+def embedding_points(pred: dict[str, np.ndarray], max_points: int = 1000) -> tuple[np.ndarray, np.ndarray, str]:
+    """(embeddings as float32, their labels, "" or why they cannot be drawn) of the saved test subset."""
+    emb = pred.get("embeddings")
+    if emb is None or len(emb) < 10:
+        return np.zeros((0, 0), np.float32), np.zeros(0, int), "fewer than 10 test embeddings saved (embed_samples)"
+    labels = pred["labels"][pred["embed_idx"]]
+    emb, labels = emb[:max_points].astype(np.float32), labels[:max_points]
+    finite = np.isfinite(emb).all(1)
+    if not finite.all():
+        return emb, labels, f"{int((~finite).sum())} of {len(emb)} embeddings are not finite"
+    if emb.std(0).max() <= 1e-6 * max(1.0, float(np.abs(emb).max())):
+        # t-SNE's PCA start divides by the spread: a collapsed encoder crashed scikit-learn's Barnes-Hut code
+        return emb, labels, f"all {len(emb)} embeddings are the same vector (a collapsed encoder): nothing to project"
+    return emb, labels, ""
+
+
+def embedding_figure(xy: np.ndarray, labels: np.ndarray, classes: list[str], method: str,
+                     silhouette: float | None):
+    sil = f" (silhouette {silhouette:.3f})" if silhouette is not None else ""
+    return plots.embedding_scatter(xy, labels, classes, f"{method.upper()} of test embeddings{sil}")
+
+
 def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> None:
     draw = not out["figures_in"]
     if run.metrics:
         if draw:
-            out["figures"].append(Figure("curves", png(plots.curves(run.metrics)), "training curves"))
+            out["figures"].append(Figure("curves", png(curves_figure(run.metrics)), "training curves"))
     else:
         out["missing"].append("training curves: no metrics.csv")
     pred = run.predictions if run.status == "complete" else None
@@ -146,27 +184,19 @@ def _analyse(run: Run, embedding: str, max_points: int, out: dict[str, Any]) -> 
         out["per_class"] = metrics.per_class_accuracy(cm)
         out["pairs"] = metrics.top_confused_pairs(cm, classes, 5)
         if draw:
-            out["figures"].append(Figure("confusion", png(plots.confusion_matrix(
-                cm, classes, "confusion (rows = true)")), "confusion matrix"))
+            out["figures"].append(Figure("confusion", png(confusion_figure(cm, classes)), "confusion matrix"))
         if draw and len(pred.get("mis_images", [])):
-            caps = [f"{classes[pred['labels'][i]]} → {classes[pred['preds'][i]]}\n{100 * c:.0f}%"
-                    for i, c in zip(pred["mis_idx"], pred["mis_conf"])]
-            out["figures"].append(Figure("misclassified", png(plots.image_grid(
-                pred["mis_images"], caps, title="most confident mistakes (true → predicted, confidence)")),
-                "misclassified test images"))
-    emb = pred.get("embeddings")
-    if emb is not None and len(emb) >= 10 and embedding != "none":
-        labels = pred["labels"][pred["embed_idx"]]
-        emb, labels = emb[:max_points].astype(np.float32), labels[:max_points]
-        finite = np.isfinite(emb).all(1)
-        if not finite.all():
-            out["missing"].append(f"embedding plot: {int((~finite).sum())} of {len(emb)} embeddings are not finite")
-            return
-        out["silhouette"] = metrics.embedding_silhouette(emb, labels)
-        if not draw:
-            return
-        xy = project_2d(emb, embedding)
-        sil = f" (silhouette {out['silhouette']:.3f})" if out["silhouette"] is not None else ""
-        out["figures"].append(Figure("embedding", png(plots.embedding_scatter(
-            xy, labels, classes, f"{embedding.upper()} of test embeddings{sil}")),
-            f"{embedding} of embeddings"))
+            out["figures"].append(Figure("misclassified", png(mistakes_figure(pred, classes)),
+                                         "misclassified test images"))
+    if "embeddings" not in pred or len(pred["embeddings"]) < 10 or embedding == "none":
+        return
+    emb, labels, why = embedding_points(pred, max_points)
+    if why:
+        out["missing"].append(f"embedding plot: {why}")
+        return
+    out["silhouette"] = metrics.embedding_silhouette(emb, labels)
+    if not draw:
+        return
+    xy = project_2d(emb, embedding)
+    out["figures"].append(Figure("embedding", png(embedding_figure(xy, labels, classes, embedding, out["silhouette"])),
+                                 f"{embedding} of embeddings"))

@@ -112,6 +112,7 @@ class StudyOptions:
             config.json).
         rerun_changed: re-run the runs whose directories hold a different run (and the runs that start from them),
             moving the old directories aside; without it such a study stops before training anything.
+        arms: run only the runs whose ``arm`` key is one of these (e.g. ``("course recipe",)``); empty = every run.
     """
 
     report: bool = True
@@ -125,6 +126,7 @@ class StudyOptions:
     equivalence_margin: float | None = None
     overrides: dict[str, str] | None = None
     rerun_changed: bool = False
+    arms: tuple[str, ...] = ()
 
 
 def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = None, log=None,
@@ -142,6 +144,11 @@ def run_study(path: str | Path, out: str | Path, options: StudyOptions | None = 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     overrides = o.overrides or {}
     meta, planned = load_study(path, out, adjust, seed_offset, overrides)
+    if o.arms:  # a laptop runs one arm of a course study; the others stay unplanned, not failed
+        known = sorted({str(p.keys.get("arm", "")) for p in planned})
+        if not set(o.arms) <= set(known):
+            raise ConfigError(f"{path}: arms={list(o.arms)}; this study's arms: {', '.join(map(repr, known))}")
+        planned = [p for p in planned if p.keys.get("arm", "") in o.arms]
     out = Path(out)
     study_name = meta.get("name", Path(path).stem)
     settings = slurm_settings(path, slurm) if executor == "slurm" else None
