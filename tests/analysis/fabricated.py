@@ -41,7 +41,8 @@ def predictions(acc: float, cat_as_dog: float, seed: int) -> tuple[np.ndarray, n
     return labels, preds
 
 
-def write_run(root: Path, name: str, arm: str, seed: int) -> Path:
+def write_run(root: Path, name: str, arm: str, seed: int, files: bool = True) -> Path:
+    """A finished run of ``arm``; ``files=False`` writes only its summary and config (a quick run to report)."""
     recipe, model, start, extra, acc, cat_as_dog = ARMS[arm]
     d = root / name
     d.mkdir(parents=True)
@@ -56,6 +57,8 @@ def write_run(root: Path, name: str, arm: str, seed: int) -> Path:
     (d / "summary.json").write_text(json.dumps(summary))
     (d / "config.json").write_text(json.dumps({"config": {"recipe": recipe, "model": model, "seed": seed,
                                                           "epochs": 3, **extra}}))
+    if not files:
+        return d
     (d / "metrics.csv").write_text("epoch,train_loss,train_acc,val_loss,val_acc,lr\n"
                                    + "".join(f"{e},{2 - e / 3:.3f},{acc * e / 3:.3f},{2.1 - e / 3:.3f},"
                                              f"{acc * e / 3.2:.3f},0.1\n" for e in (1, 2, 3)))
@@ -63,12 +66,12 @@ def write_run(root: Path, name: str, arm: str, seed: int) -> Path:
     return d
 
 
-def fabricate_study(root: Path, seeds: int = 5, arms: tuple[str, ...] = tuple(ARMS)) -> Path:
+def fabricate_study(root: Path, seeds: int = 5, arms: tuple[str, ...] = tuple(ARMS), files: bool = True) -> Path:
     """``seeds`` runs of each arm under ``root`` (10 arms x 5 seeds = 50 runs by default), and a study.json."""
     root.mkdir(parents=True, exist_ok=True)
     for arm in arms:
         for s in range(seeds):
-            write_run(root, f"{arm}-s{s}", arm, s)
+            write_run(root, f"{arm}-s{s}", arm, s, files)
     (root / "study.json").write_text(json.dumps({"name": "fabricated", "note": "Fabricated runs for the report's "
                                                                               "tests: accuracies are made up."}))
     return root

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from markupsafe import Markup
+
 from cifarlab.analysis import findings, pdf, references
 from cifarlab.analysis.context import ReportParts, build_context, finding_charts, overview_figures
 from cifarlab.analysis.origin import Origins
@@ -114,7 +116,8 @@ def _html(ctx: dict[str, Any]) -> str:
     def src(fig: Figure) -> str:
         return "data:image/png;base64," + base64.b64encode(fig.png).decode()
 
-    return _environment(autoescape=True).get_template("report.html.j2").render(**ctx, css=CSS, src=src)
+    # the stylesheet is ours, not user input: marked safe so that its quotes reach the <style> element unescaped
+    return _environment(autoescape=True).get_template("report.html.j2").render(**ctx, css=Markup(CSS), src=src)
 
 
 def _markdown(ctx: dict[str, Any], out: Path) -> str:
