@@ -22,10 +22,10 @@ PRINT_CSS = """@media print{@page{size:A4;margin:13mm 11mm 15mm;
 @bottom-right{content:counter(page) " / " counter(pages);font:8pt sans-serif;color:#666}}
 @page wide{size:A4 landscape}
 body{max-width:none;margin:0;padding:0;font-size:9pt}h1{font-size:16pt}h2{font-size:13pt}h3{font-size:10.5pt}
-img{max-width:100%;max-height:255mm;height:auto;border:0;break-inside:avoid}
+img{display:block;max-width:100%;max-height:255mm;height:auto;border:0;break-inside:avoid}
 table{font-size:7pt;break-inside:avoid}#summary{break-inside:auto}tr,p{break-inside:avoid}
 thead{display:table-header-group}
-td,th{overflow-wrap:anywhere}h2,h3,.ask{break-after:avoid}section{margin-top:1.2em}
+td,th{overflow-wrap:break-word}.published{white-space:nowrap}h2,h3,.ask{break-after:avoid}section{margin-top:1.2em}
 a{color:inherit;text-decoration:none}#all-runs{page:wide}#per-run{break-before:page}}"""
 
 
