@@ -43,7 +43,8 @@ def train(cfg: RunConfig) -> RunResult:
 
 def report(runs_dir: str, out: str = "report.html", fmt: str = "html", embedding: str = "tsne",
            progress: str = "auto", figures: str = "first-seed", equivalence_margin: float | None = None) -> str:
-    """Write an HTML (self-contained) or Markdown report of every run under ``runs_dir``, and ``OUT.findings.json``
+    """Write an HTML (self-contained), Markdown or PDF (``fmt="pdf"``, needs WeasyPrint: the ``pdf`` extra) report of
+    every run under ``runs_dir``, and ``OUT.findings.json``
     (every comparison it states) beside it. ``progress``: auto (only on a terminal), on or off. ``figures``:
     first-seed (each arm's figures drawn for its lowest seed) or all (every run's). ``equivalence_margin``: points;
     where no difference is called, a TOST verdict within ± this."""

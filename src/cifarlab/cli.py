@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--recipe", default="scratch")
     rep = sub.add_parser("report", help="write a report of the run directories under RUNS_DIR")
     rep.add_argument("runs_dir")
-    rep.add_argument("-o", "--output", default=None, help="output file (default RUNS_DIR/report.html or .md)")
-    rep.add_argument("--format", choices=("html", "md"), default="html")
+    rep.add_argument("-o", "--output", default=None, help="output file (default RUNS_DIR/report.html, .md or .pdf)")
+    rep.add_argument("--format", choices=("html", "md", "pdf"), default="html",
+                     help="pdf: the HTML report printed to A4 (needs WeasyPrint: pip install 'cifarlab[pdf]')")
     rep.add_argument("--embedding", choices=("tsne", "umap", "none"), default="tsne",
                      help="2-D projection of test embeddings (umap needs umap-learn: pip install 'cifarlab[umap]')")
     rep.add_argument("--progress", choices=("auto", "on", "off"), default="auto",

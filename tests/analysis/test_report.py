@@ -259,3 +259,35 @@ def test_an_arms_figures_are_drawn_once_unless_all_are_asked_for(runs_dir, tmp_p
     html_text = build(runs_dir, "html", tmp_path / "r.html", embedding="none").read_text()
     section = re.search(r'<section id="run-scratch-cnn_small-ds-s1">.*?</section>', html_text, re.S).group(0)
     assert 'href="#run-scratch-cnn_small-ds-s0"' in section and "data:image/png" not in section
+
+
+def test_per_class_and_confusion_views_are_per_arm_with_runs_one_click_away(tmp_path, monkeypatch):
+    """Four arms of three seeds: the heatmap gets one row per arm (the mean over its seeds), the arms table links
+    every run's page, and the regimes section names its reference and what each arm fixes against it."""
+    import numpy as np
+
+    from cifarlab.analysis import plots
+
+    from tests.analysis.fabricated import fabricate_study
+
+    root = fabricate_study(tmp_path / "runs", seeds=3, arms=("scratch", "linear", "supcon", "supcon-control"))
+    drawn = {}
+    real = plots.per_class_heatmap
+    monkeypatch.setattr(plots, "per_class_heatmap", lambda acc, *a: drawn.update(acc) or real(acc, *a))
+    text = build(root, "html", tmp_path / "r.html", embedding="none").read_text()
+    assert len(drawn) == 4 and all("(3 seeds)" in label for label in drawn)
+    scratch = next(v for k, v in drawn.items() if "scratch" in k)
+    per_seed = []
+    for s in range(3):
+        p = np.load(root / f"scratch-s{s}" / "predictions.npz")
+        per_seed.append([(p["preds"][p["labels"] == c] == c).mean() for c in range(10)])
+    assert np.allclose(scratch, np.mean(per_seed, axis=0))
+    pairs = re.search(r'<table id="pairs">.*?</table>', text, re.S).group(0)
+    assert len(re.findall(r"<tr><td>", pairs)) == 4
+    for arm in ("scratch", "linear", "supcon", "supcon-control"):
+        for s in range(3):
+            assert f'<a href="#run-{arm}-s{s}">' in pairs and f'id="run-{arm}-s{s}"' in text
+    regimes_html = re.search(r'<section id="regimes">.*?</section>', text, re.S).group(0)
+    assert regimes_html.count("data:image/png;base64,") == 2  # each arm's confusion, and the differences
+    assert "Reference: cnn_small scratch (3 seeds), the from-scratch arm" in regimes_html
+    assert len(re.findall(r'<p class="finding">[^<]* against cnn_small scratch \(3 seeds\): fewer ', regimes_html)) == 3

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cifarlab.analysis import findings, origin, plots, recipe_facts
+from cifarlab.analysis import findings, metrics, origin, plots, recipe_facts, regimes
 from cifarlab.analysis.findings import Finding
 from cifarlab.analysis.perrun import Figure, png
 from cifarlab.analysis.references import Match
@@ -58,18 +58,8 @@ def summary_row(run: Run) -> dict[str, str]:
     return {k: "–" if v is None else str(v) for k, v in row.items()}
 
 
-def _group(run: Run, origins: origin.Origins) -> str:
-    """The overview chart's colour: the recipe, and for transfer recipes what the run started from."""
-    recipe = str(run.summary.get("recipe"))
-    if recipe in findings.TRANSFER:
-        kind = origins.kind(run)
-        words = {"imagenet": "ImageNet", "file": "given weights", "none": "random init", "rotation": "from rotation"}
-        return f"{recipe} ({words.get(kind, 'from a run' if kind.startswith('init:') else kind)})"
-    return recipe
-
-
 def overview_points(runs: list[Run], origins: origin.Origins) -> list[tuple[str, str, float, float]]:
-    return [(r.name, _group(r, origins), c, r.accuracy) for r in runs
+    return [(r.name, regimes.group_label(r, origins), c, r.accuracy) for r in runs
             if r.accuracy is not None and (c := findings.cost_s(r.summary))]
 
 
@@ -87,17 +77,20 @@ def accuracy_axis(runs: list[Run]) -> str:
 
 
 def overview_figures(runs: list[Run], origins: origin.Origins) -> list[Figure]:
-    """Accuracy against training time: class accuracy in one chart, rotation runs' pretext accuracy in another."""
+    """Accuracy against training time, per arm: class accuracy in one chart, rotation runs' pretext accuracy in
+    another (a 4-way and a 10-way score never share an axis)."""
     figs = []
-    for task, group in (("classifiers", [r for r in runs if r.summary.get("recipe") != "rotation"]),
-                        ("rotation", [r for r in runs if r.summary.get("recipe") == "rotation"])):
-        points = overview_points(group, origins)
+    arms = regimes.regime_arms(runs, origins)
+    for task, group in (("classifiers", [a for a in arms if a.runs[0].summary.get("recipe") != "rotation"]),
+                        ("rotation", [a for a in arms if a.runs[0].summary.get("recipe") == "rotation"])):
+        points = {a.label: pts for a in group
+                  if (pts := [(c, r.accuracy) for r in a.runs
+                              if r.accuracy is not None and (c := findings.cost_s(r.summary))])}
         if points:
-            axis = accuracy_axis(group)
+            axis = accuracy_axis([r for a in group for r in a.runs])
             figs.append(Figure("overview" if task == "classifiers" else "overview-rotation",
-                               png(plots.accuracy_vs_time(points, f"every {'rotation ' * (task == 'rotation')}run: "
-                                                                  f"{axis.split(' (')[0]}", ylabel=axis)),
-                               f"{axis} against training time"))
+                               png(plots.accuracy_vs_time(points, f"{axis.split(' (')[0]} per arm", ylabel=axis)),
+                               f"{axis} against training time, per arm"))
     return figs
 
 
@@ -213,17 +206,42 @@ def _run_page(r: Run, a: dict[str, Any]) -> dict[str, Any]:
             "missing": "; ".join(a["missing"])}
 
 
-def per_class(runs: list[Run], analyses: dict[str, Any]) -> dict[str, Any] | None:
-    with_pc = [(r, analyses[str(r.path)]) for r in runs if analyses[str(r.path)]["per_class"] is not None]
-    if not with_pc:
-        return None
-    classes = with_pc[0][0].classes
-    same = [(r, a) for r, a in with_pc if r.classes == classes]
-    fig = plots.per_class_heatmap({r.name: a["per_class"] for r, a in same}, classes,
-                                  "per-class test accuracy (%), runs x classes")
-    return {"figure": Figure("per_class", png(fig), "per-class accuracy of every run"),
-            "pairs": [(r.name, ", ".join(f"{p['a']} ↔ {p['b']} ({p['count']})" for p in a["pairs"][:3]))
-                      for r, a in with_pc]}
+def _pairs_text(cm: Any, classes: list[str], k: int = 3) -> str:
+    return ", ".join(f"{p['a']} ↔ {p['b']} ({p['count']})" for p in metrics.top_confused_pairs(cm, classes, k))
+
+
+def per_arm(runs: list[Run], analyses: dict[str, Any], origins: origin.Origins
+            ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The per-class heatmap (one row per arm, the mean over its seeds) with each arm's runs and confused pairs, and
+    the regimes side by side: each arm's mean confusion matrix and its difference against a reference arm."""
+    first = next((r for r in runs if analyses[str(r.path)].get("cm") is not None), None)
+    if first is None:
+        return None, None
+    classes = first.classes
+    views = regimes.arm_views(regimes.regime_arms(runs, origins), analyses, classes)
+    fig = plots.per_class_heatmap({v.label: v.per_class for v in views}, classes,
+                                  "per-class test accuracy (%), arms x classes, mean over seeds")
+    heat = {"figure": Figure("per_class", png(fig), "per-class accuracy of every arm, mean over seeds"),
+            "arms": [{"label": v.label, "runs": v.runs, "pairs": _pairs_text(v.counts, classes)} for v in views]}
+    side = {"figures": [Figure("confusions", png(plots.confusion_grid(
+        {v.label: v.confusion for v in views}, classes, "confusion per arm (rows = true class, % of its test "
+                                                        "images), mean over seeds")), "confusion matrix per arm")],
+            "caption": "", "sentences": []}
+    ref = regimes.reference(views, origins)
+    if ref is not None:
+        base, why = ref
+        others = [v for v in views if v is not base]
+        side["figures"].append(Figure("confusion_diff", png(plots.confusion_grid(
+            {v.label: v.confusion for v in others}, classes, f"difference against {base.label} (points; rows = "
+                                                             "true class)", reference=base.confusion)),
+            f"confusion difference per arm against {base.label}"))
+        side["caption"] = (f"Reference: {base.label}, {why}. Each cell is the arm's share of the true class's test "
+                           "images minus the reference's, in points (mean over seeds, not tested): off the diagonal, "
+                           "blue is a confusion the arm makes less often (fixed) and red one it makes more often; on "
+                           "the diagonal, red is more correct. Arms also differ in their data and budget where the "
+                           "study gave them different ones.")
+        side["sentences"] = [regimes.fixes_sentence(v, base, classes) for v in others]
+    return heat, side
 
 
 @dataclass(frozen=True)
@@ -255,7 +273,9 @@ def build_context(root: str | Path, title: str, study: dict[str, Any], runs: lis
     mixed = len({findings.dataset_of(r) for r in runs}) > 1
     cols = [(k, lab, n) for k, lab, n in SUMMARY_COLS if k != "dataset" or mixed]
     toc = [("overview", "Accuracy against training time")] + [(f"q-{f.key}", f.title) for f in answers] + [
-        ("per-class", "Per-class accuracy"), ("all-runs", "All runs")]
+        ("per-class", "Per-class accuracy"), ("regimes", "Regimes side by side"), ("all-runs", "All runs"),
+        ("per-run", "Per-run pages")]
+    heat, side = per_arm(runs, analyses, origins)
     return {
         "title": title, "root": str(Path(root).resolve()), "n_runs": len(runs), "note": study_note(study),
         "generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "toc": toc,
@@ -263,7 +283,7 @@ def build_context(root: str | Path, title: str, study: dict[str, Any], runs: lis
                      "sentence": _overview_sentence(overview_points(runs, origins))},
         "questions": [_question(f, charts.get(f.key, []), refs.get(f.key, [])) for f in answers],
         "unfiled": [{"name": r.name, "init": origin.label(r)} for r in unfiled],
-        "per_class": per_class(runs, analyses),
+        "per_class": heat, "regimes": side,
         "summary": {"cols": cols, "rows": [{"name": r.name, "failed": r.status != "complete", "cells": summary_row(r)}
                                            for r in runs]},
         "runs": [_run_page(r, analyses[str(r.path)]) for r in runs],

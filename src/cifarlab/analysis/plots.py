@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import matplotlib
+import matplotlib.colors
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -122,8 +123,8 @@ def accuracy_vs_labels(series: dict[str, list[tuple[int, float, float]]], title:
 
 
 def per_class_heatmap(acc: dict[str, np.ndarray], classes: list[str], title: str = "") -> Figure:
-    """Per-class accuracy (fractions in ``acc``) as a heatmap in percent: one row per run, one column per class, the
-    value in each cell, the colour bar in the same percent."""
+    """Per-class accuracy (fractions in ``acc``) as a heatmap in percent: one row per label (an arm, or a run), one
+    column per class, the value in each cell, the colour bar in the same percent."""
     names = list(acc)
     grid = 100 * np.array([acc[n] for n in names], dtype=float)  # percent, as the cells and the colour bar read
     fig, ax = plt.subplots(figsize=(max(6, 0.62 * len(classes) + 3), 0.32 * len(names) + 1.6))
@@ -187,17 +188,25 @@ def validation_curves(histories: dict[str, list[dict[str, Any]]], title: str = "
     return fig
 
 
-def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "", ylabel: str = "test accuracy"
-                     ) -> Figure:
-    """Every run as a point: (name, group, seconds, accuracy), log-scale time, one colour per group; ``ylabel`` names
-    the one task the points share."""
-    fig, ax = plt.subplots(figsize=(8, 4.6))
-    groups = list(dict.fromkeys(g for _, g, _, _ in points))
-    for k, group in enumerate(groups):
-        pts = [(n, t, a) for n, g, t, a in points if g == group]
-        ax.scatter([p[1] for p in pts], [p[2] for p in pts], s=28, color=f"C{k % 10}", label=group)
-        for n, t, a in pts:
-            ax.annotate(n, (t, a), fontsize=6, xytext=(3, 2), textcoords="offset points")
+def accuracy_vs_time(arms: dict[str, list[tuple[float, float]]], title: str = "",
+                     ylabel: str = "test accuracy") -> Figure:
+    """Each arm as its mean ± sd (error bars in time and accuracy) over its seeds, drawn as small points:
+    {arm label: [(seconds, accuracy) per run]}, log-scale time. Arms are numbered at their mean and named in the
+    legend beside the axes: labelling every run made 50 runs unreadable. ``ylabel`` names the one task the
+    points share."""
+    fig, ax = plt.subplots(figsize=(10, 4.6), layout="constrained")  # constrained: keeps the outside legend in
+    cmap = plt.get_cmap("tab10" if len(arms) <= 10 else "tab20")
+    for k, (label, pts) in enumerate(arms.items()):
+        color = cmap(k % cmap.N)
+        t, a = np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
+        ax.scatter(t, a, s=9, color=color, alpha=0.45, linewidths=0)
+        # the mean of log-time: the axis is logarithmic, so the marker sits among its seeds
+        tm, am = float(np.exp(np.log(t).mean())), float(a.mean())
+        sd_a = float(a.std(ddof=1)) if len(a) > 1 else 0.0
+        lo, hi = max(0.0, tm - float(t.min())), max(0.0, float(t.max()) - tm)  # >= 0 despite rounding
+        ax.errorbar([tm], [am], xerr=[[lo], [hi]], yerr=[sd_a], fmt="o", ms=6, color=color, capsize=3, lw=1,
+                    mec="black", mew=0.5, label=f"{k + 1}  {label}")
+        ax.annotate(str(k + 1), (tm, am), fontsize=7, xytext=(4, 3), textcoords="offset points", weight="bold")
     ax.set_xscale("log")
     # ticks at 1-2-5 steps labelled as plain numbers (the default "2x10^0 3x10^0 ..." minor labels overlap)
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -206,7 +215,45 @@ def accuracy_vs_time(points: list[tuple[str, str, float, float]], title: str = "
     ax.set_xlabel("training time, s (log; embedding and head probe included)")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
-    _legend(ax, fontsize=7, loc="lower right")
+    _legend(ax, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0,
+            title="arm: mean ± sd over seeds (bars: time range)", title_fontsize=7)
     ax.set_title(title)
-    fig.tight_layout()
+    return fig
+
+
+def confusion_grid(mats: dict[str, np.ndarray], classes: list[str], title: str = "",
+                   reference: np.ndarray | None = None, cols: int = 4) -> Figure:
+    """Row-normalised confusion matrices side by side, one panel per label (rows = true class). With ``reference``
+    (a row-normalised matrix), each panel is its matrix minus the reference on a diverging map centred at 0."""
+    n, k = len(classes), len(mats)
+    cols = max(1, min(cols, k))
+    rows = max(1, -(-k // cols))
+    side = max(2.4, 0.28 * n + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.2, side * rows + 0.5), squeeze=False,
+                             layout="constrained")
+    grids = {lab: m - reference if reference is not None else m for lab, m in mats.items()}
+    if reference is not None:
+        lim = max(0.05, max((float(np.abs(g).max()) for g in grids.values()), default=0.05))
+        style = {"cmap": "RdBu_r", "norm": matplotlib.colors.TwoSlopeNorm(0.0, -lim, lim)}
+    else:
+        lim, style = 1.0, {"cmap": "Blues", "vmin": 0, "vmax": 1}
+    im = None
+    for ax, (label, grid) in zip(axes.flat, grids.items()):
+        im = ax.imshow(grid, **style)
+        ax.set_title(label, fontsize=7)
+        ax.set_xticks(range(n), classes if ax in axes[-1] or n <= 12 else [], rotation=60, ha="right", fontsize=6)
+        ax.set_yticks(range(n), classes, fontsize=6)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    v = grid[i, j]
+                    if abs(v) >= 0.005:
+                        ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=5,
+                                color="white" if abs(v) > 0.55 * lim else "black")
+    for ax in list(axes.flat)[k:]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.02, pad=0.02,
+                     label="difference, points of the true class" if reference is not None else "share of true class")
+    fig.suptitle(title, fontsize=9)
     return fig

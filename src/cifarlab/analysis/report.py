@@ -1,7 +1,7 @@
 """Reports over run directories: one self-contained HTML file (figures embedded as PNG data, no network requests),
-or Markdown with the figures as files beside it, both rendered from one context by Jinja2 templates
-(``templates/``; HTML autoescaped, so every user-provided string is escaped). Beside the report,
-``OUT.findings.json`` holds every comparison the report states, machine-readable."""
+or Markdown with the figures as files beside it, or a PDF (the HTML printed by ``analysis.pdf``), rendered from one
+context by Jinja2 templates (``templates/``; HTML autoescaped, so every user-provided string is escaped). Beside
+the report, ``OUT.findings.json`` holds every comparison the report states, machine-readable."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cifarlab.analysis import findings, references
+from markupsafe import Markup
+
+from cifarlab.analysis import findings, pdf, references
 from cifarlab.analysis.context import ReportParts, build_context, finding_charts, overview_figures
 from cifarlab.analysis.origin import Origins
 from cifarlab.analysis.perrun import EMBEDDINGS, FIGURES, Figure, analyse_all
@@ -22,7 +24,7 @@ from cifarlab.engine.rundir import read_json
 from cifarlab.errors import CifarlabError
 from cifarlab.progress import enabled
 
-FORMATS = ("html", "md")
+FORMATS = ("html", "md", "pdf")
 PROGRESS = ("auto", "on", "off")
 UMAP_INSTALL = "pip install 'cifarlab[umap]'"
 
@@ -31,7 +33,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px soli
 th{background:#f0f3f7}td.n{text-align:right;font-variant-numeric:tabular-nums}tr.failed td{background:#fdecea}
 img{max-width:100%;border:1px solid #eee;margin:4px 0}section{border-top:2px solid #dde;margin-top:2em}
 .meta{color:#666;font-size:13px}code{background:#f4f4f4;padding:1px 4px}
-.published{background:#fff3cd;border:1px solid #e0c060;border-radius:3px;padding:0 4px;font-size:11px}"""
+.published{background:#fff3cd;border:1px solid #e0c060;border-radius:3px;padding:0 4px;font-size:11px}
+.caption{color:#444;font-size:13px}""" + pdf.PRINT_CSS
 
 
 def check_options(fmt: str, embedding: str, progress: str, figures: str = "first-seed") -> None:
@@ -43,10 +46,12 @@ def check_options(fmt: str, embedding: str, progress: str, figures: str = "first
     if embedding == "umap" and importlib.util.find_spec("umap") is None:
         raise CifarlabError(f"--embedding umap needs umap-learn, which is not installed: {UMAP_INSTALL} "
                             "(or use --embedding tsne)")
+    if fmt == "pdf":
+        pdf.check()
 
 
 def findings_path(out: str | Path) -> Path:
-    """OUT.findings.json beside OUT.html / OUT.md."""
+    """OUT.findings.json beside OUT.html / OUT.md / OUT.pdf."""
     out = Path(out)
     return out.with_name(out.stem + ".findings.json")
 
@@ -58,7 +63,8 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
 
     Args:
         root: a run directory, or a folder holding run directories (e.g. a study's ``--out``).
-        fmt: html (one self-contained file) or md (figures in ``OUT_files/`` beside it).
+        fmt: html (one self-contained file), md (figures in ``OUT_files/`` beside it) or pdf (the HTML report
+            printed to A4 by WeasyPrint, the per-run pages as its appendix).
         out: the report file; ``OUT.findings.json`` is written beside it.
         embedding: tsne, umap (needs umap-learn) or none: the 2-D projection of each run's test embeddings.
         title: the report's title (default: the study's name, else the folder's).
@@ -89,8 +95,10 @@ def build(root: str | Path, fmt: str = "html", out: str | Path = "report.html", 
     ctx = build_context(root, title, study, runs, ReportParts(answers, analyses, charts, refs,
                                                               findings.unfiled(runs, origins)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    text = _markdown(ctx, out) if fmt == "md" else _html(ctx)
-    out.write_text(text, encoding="utf-8")
+    if fmt == "pdf":
+        pdf.write(_html(ctx), out)
+    else:
+        out.write_text(_markdown(ctx, out) if fmt == "md" else _html(ctx), encoding="utf-8")
     findings_path(out).write_text(json.dumps(findings.findings_json(answers), indent=1) + "\n", encoding="utf-8")
     return out
 
@@ -108,7 +116,8 @@ def _html(ctx: dict[str, Any]) -> str:
     def src(fig: Figure) -> str:
         return "data:image/png;base64," + base64.b64encode(fig.png).decode()
 
-    return _environment(autoescape=True).get_template("report.html.j2").render(**ctx, css=CSS, src=src)
+    # the stylesheet is ours, not user input: marked safe so that its quotes reach the <style> element unescaped
+    return _environment(autoescape=True).get_template("report.html.j2").render(**ctx, css=Markup(CSS), src=src)
 
 
 def _markdown(ctx: dict[str, Any], out: Path) -> str:
@@ -130,6 +139,8 @@ def _markdown(ctx: dict[str, Any], out: Path) -> str:
             place(fig, f"q-{q['key']}")
     if ctx["per_class"]:
         place(ctx["per_class"]["figure"], "report")
+    for fig in (ctx["regimes"] or {}).get("figures", []):
+        place(fig, "report")
     for r in ctx["runs"]:
         for fig in r["figures"]:
             place(fig, r["name"])
