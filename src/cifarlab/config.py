@@ -142,8 +142,8 @@ class RunConfig:
     amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",
                    choices=("auto", "bf16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
-    cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (measured: no faster "
-                                       "in steady state, 2-10 s of autotuning per shape; docs/results.md)")
+    cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (off: seconds of "
+                                       "autotuning per shape for no steady-state gain)")
     compile: str = opt("auto", "torch.compile the model: on, off, cudagraphs (compiled with CUDA graphs), or auto "
                                "(cudagraphs for one-device CUDA runs of at least compile_min_images images, which "
                                "pay back the compilation; off elsewhere)",
@@ -242,7 +242,7 @@ class TransferConfig(RunConfig):
     flip_features: str = opt("auto", "cached linear probe: also embed mirrored images (train on both as separate "
                                      "examples; validate and test on the mean of an image's two embeddings, a "
                                      "fixed feature map of the image); doubles the embedding time; on, off, or "
-                                     "auto (on for CUDA: +0.75 points for lite0 on an H200, docs/results.md)",
+                                     "auto (on for CUDA)",
                               choices=("auto", "on", "off"))
 
 

@@ -71,8 +71,8 @@ def warm_up_kernels(device: torch.device) -> None:
 
 
 def start_warm_up(device: torch.device) -> threading.Thread | None:
-    """On CUDA, :func:`warm_up_kernels` in a background thread, so that the CUDA start (about 1 s in the first step
-    of a process on an H100, docs/results.md) overlaps the dataset's loading; join it before using the device.
+    """On CUDA, :func:`warm_up_kernels` in a background thread, so that the CUDA start (about a second in the first step
+    of a process) overlaps the dataset's loading; join it before using the device.
     PyTorch hands a finished thread's library handles to the next thread that asks. None elsewhere."""
     if device.type != "cuda":
         return None
@@ -136,10 +136,8 @@ def allocator_state() -> str:
 
 
 def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
-    """channels_last on CUDA when asked, NCHW elsewhere. Measured for EfficientNet-Lite0 at 224 px on an H100
-    (docs/results.md, "Cold shapes"): channels_last builds cuDNN plans for 3-4 s per new inference shape and 9-13 s
-    per new training shape, NCHW for 0.1-1.2 s, but channels_last then runs 1.5x (embedding) to 2.5x (fine-tune
-    step) faster, so it stays, and evaluation pads its batches to few shapes (``engine.embed.Padded``)."""
+    """channels_last on CUDA when asked, NCHW elsewhere. channels_last builds cuDNN plans for seconds per new
+    shape where NCHW takes a fraction of that, but then runs the steps clearly faster, so it stays, and evaluation pads its batches to few shapes (``engine.embed.Padded``)."""
     return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
 
 

@@ -69,7 +69,7 @@ def make_optimizer(groups: list[dict], name: str, momentum: float, nesterov: boo
     group's rate each step (peak lr x ``lr_scale`` x schedule), so the rate given here is only a placeholder.
 
     ``fused`` updates all parameters in one kernel instead of torch's default multi-tensor (foreach) launches; it
-    measured no faster for ResNet18 on an H100 (docs/results.md), so it is off unless asked for. ``muon_lr_scale``
+    measured no faster for ResNet18, so it is off unless asked for. ``muon_lr_scale``
     multiplies the rate of the weights Muon updates (config key ``muon_lr_scale``)."""
     if name == "sgd":
         return torch.optim.SGD(groups, lr=1e-3, momentum=momentum, nesterov=nesterov and momentum > 0,

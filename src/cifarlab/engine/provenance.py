@@ -65,7 +65,7 @@ def process_age_s() -> float:
     """Seconds since this process started: from /proc, so the interpreter's start and every import count. Where
     the pid ran something else first, the time since cifarlab's import (which precedes torch's) is used instead: a
     shell's ``exec`` keeps the pid and its start time (the last command of ``bash -c "a && b"`` is exec'd, so ``a``'s
-    minute counted as b's start-up on the H100, 2026-11-26), and a notebook imports cifarlab long after it started.
+    time would count as b's start-up), and a notebook imports cifarlab long after it started.
     More than ``INTERPRETER_START_MAX_S`` between the two is taken for such a case."""
     since_import = time.perf_counter() - cifarlab.IMPORTED_AT
     age = _proc_age_s()
