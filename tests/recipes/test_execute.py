@@ -11,7 +11,8 @@ from PIL import Image
 from cifarlab import api
 from cifarlab.engine import resume
 from cifarlab.recipes.execute import INTERRUPTED, RunChanged, RunExists, execute
-from conftest import write_folder
+
+from tests.conftest import write_folder
 
 BASE = {"dataset": "synthetic:4:30:10", "model": "cnn_small", "epochs": 1, "batch_size": 16, "lr": 0.05,
         "image_size": 16, "embed_samples": 20, "progress": "off", "device": "cpu", "name": "r"}

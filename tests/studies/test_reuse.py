@@ -11,7 +11,8 @@ from PIL import Image
 from cifarlab import api
 from cifarlab.analysis.runs import find_runs
 from cifarlab.studies.reuse import StudyChanged
-from conftest import write_folder
+
+from tests.conftest import write_folder
 
 ONE_RUN = HEADER.replace('dataset = "synthetic:4:30:10"\n', "") + """
 [[runs]]

@@ -137,7 +137,8 @@ def allocator_state() -> str:
 
 def memory_format(device: torch.device, channels_last: bool) -> torch.memory_format:
     """channels_last on CUDA when asked, NCHW elsewhere. channels_last builds cuDNN plans for seconds per new
-    shape where NCHW takes a fraction of that, but then runs the steps clearly faster, so it stays, and evaluation pads its batches to few shapes (``engine.embed.Padded``)."""
+    shape where NCHW takes a fraction of that, but then runs the steps clearly faster, so it stays,
+    and evaluation pads its batches to few shapes (``engine.embed.Padded``)."""
     return torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
 
 
