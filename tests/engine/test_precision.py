@@ -114,3 +114,17 @@ def test_fp16_interrupted_and_resumed_equals_an_uninterrupted_run_bit_exact(tmp_
     assert a["scaler"]["_growth_tracker"] > a["history"][0]["epoch"] and a["scaler"] == b["scaler"]
     for k, v in a["model"].items():
         assert torch.equal(v, b["model"][k]), k
+
+
+def test_cli_train_with_amp_fp16_completes_on_the_cpu_and_records_it(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cifarlab.cli", "train", "--recipe", "scratch", "--dataset",
+                          "synthetic:4:32:16", "--model", "cnn_small", "--image-size", "16", "--set", "amp=fp16",
+                          "--epochs", "1", "--progress", "off", "--set", "embed_samples=10", "--out", str(tmp_path),
+                          "--name", "r"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "amp fp16 (asked (amp=fp16))" in out.stderr.splitlines()[0] + out.stdout
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["resolved"]["amp"] == "fp16" and config["resolved"]["amp_reason"] == "asked (amp=fp16)"
