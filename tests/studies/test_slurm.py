@@ -266,3 +266,42 @@ def test_a_multi_device_job_is_one_torchrun_ddp_run_equal_to_one_process(tmp_pat
     # and it was two processes: a global batch they cannot split is refused by the engine
     with pytest.raises(CifarlabError, match="batch_size=15 must be divisible by the 2 processes"):
         slurm.RunJob("odd", "scratch", {**keys, "name": "odd", "batch_size": 15}, str(tmp_path), nproc=2)()
+
+
+def _refusing_sbatch(bin_dir: Path, reason: str) -> None:
+    """sbatch that accepts the first job and refuses the second as a real one does: its reason on stderr, exit 1."""
+    _fake_slurm(bin_dir)
+    (bin_dir / "sbatch").write_text(f"""#!/bin/sh
+n=$(cat {bin_dir}/n 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {bin_dir}/n
+if [ $n -ge 2 ]; then echo "sbatch: error: {reason}" >&2; exit 1; fi
+echo "Submitted batch job $n"
+""")
+
+
+@pytest.mark.parametrize("reason, setting", [("Invalid generic resource (gres) specification", "--gpus-per-job 0"),
+                                             ("Batch job submission failed: Requested node configuration is not "
+                                              "available", "--cpus-per-job")])
+def test_a_job_sbatch_refuses_ends_in_one_line_with_the_setting_and_is_recorded(tmp_path, monkeypatch, reason,
+                                                                                 setting):
+    import sys
+
+    from cifarlab import cli
+
+    bin_dir = tmp_path / "bin"
+    _refusing_sbatch(bin_dir, reason)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY)
+    out = tmp_path / "out"
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        code = cli.main(["study", str(f), "--out", str(out), "--executor", "slurm", "--no-wait", "--yes"])
+    text = err.read_text()
+    assert code != 0 and "Traceback" not in text
+    lines = [line for line in text.splitlines() if "sbatch" in line]
+    assert len(lines) == 1, text
+    assert reason in lines[0] and setting in lines[0] and "ft-s0" in lines[0]
+    runs = json.loads((out / "study.json").read_text())["runs"]
+    assert runs["rot-s0"]["state"] == "submitted" and runs["ft-s0"]["state"] == "refused"
+    assert reason in runs["ft-s0"]["error"]
