@@ -305,3 +305,27 @@ def test_a_job_sbatch_refuses_ends_in_one_line_with_the_setting_and_is_recorded(
     runs = json.loads((out / "study.json").read_text())["runs"]
     assert runs["rot-s0"]["state"] == "submitted" and runs["ft-s0"]["state"] == "refused"
     assert reason in runs["ft-s0"]["error"]
+
+
+@pytest.mark.parametrize("refuse", [True, False])
+def test_dry_run_asks_sbatch_test_only_whether_the_jobs_would_be_accepted(tmp_path, monkeypatch, capsys, refuse):
+    from cifarlab.cli import main
+
+    bin_dir = tmp_path / "bin"
+    _fake_slurm(bin_dir)
+    answer = ('echo "sbatch: error: Invalid generic resource (gres) specification" >&2; exit 1' if refuse
+              else 'echo "sbatch: Job 7 to start at 2026-01-01T00:00:00 using 1 processors on nodes n1" >&2')
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\n[ "$1" = "--test-only" ] || exit 3\ncp "$2" {bin_dir}/tested.sh\n'
+                                    f'{answer}\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY.replace("gpus_per_job = 0", "gpus_per_job = 1"))
+    assert main(["study", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --gpus-per-node=1\n" in (bin_dir / "tested.sh").read_text()
+    if refuse:
+        assert "sbatch --test-only: REFUSED: sbatch: error: Invalid generic resource" in out
+        assert "--gpus-per-job 0" in out
+    else:
+        assert "sbatch --test-only: accepted (sbatch: Job 7 to start at" in out
+    assert not (tmp_path / "out").exists()

@@ -205,11 +205,30 @@ def slurm_state(job_id: str) -> str:
     return m.group(1) if m else "ENDED"
 
 
+def test_only(slurm: SlurmSettings) -> str:
+    """Whether sbatch would accept a job with these options (``sbatch --test-only``: nothing is submitted). Every run's
+    job has the same options (its dependency aside), so one answer holds for all of them."""
+    import shutil
+    import tempfile
+
+    if not shutil.which("sbatch"):
+        return "sbatch --test-only: not run (no sbatch on this machine)"
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as script:
+        script.write("\n".join(["#!/bin/sh", *slurm.sbatch_lines(), "true", ""]))
+        script.flush()
+        done = subprocess.run(["sbatch", "--test-only", script.name], capture_output=True, text=True)
+    said = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    if done.returncode == 0:
+        return "sbatch --test-only: accepted" + (f" ({said[-1]})" if said else "")
+    reason = next((line for line in said if "error" in line.lower()), said[-1] if said else "no reason given")
+    return f"sbatch --test-only: REFUSED: {reason}; {refusal_advice(reason, slurm)}"
+
+
 def plan_lines(planned: list[PlannedRun], out: Path, slurm: SlurmSettings) -> list[str]:
     """What ``--dry-run`` adds for Slurm: the job options, then per run whether it is submitted and after what."""
     deps = dependencies(planned)
     jobs = read_json(out / "study.json").get("runs", {})
-    lines = ["slurm job options (each run):", *(f"  {line}" for line in slurm.sbatch_lines())]
+    lines = ["slurm job options (each run):", *(f"  {line}" for line in slurm.sbatch_lines()), test_only(slurm)]
     for run in planned:
         if status(out, run.name) == "complete":
             continue
