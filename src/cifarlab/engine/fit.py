@@ -34,7 +34,7 @@ from cifarlab.engine.rundir import RunDir
 @dataclass(frozen=True)
 class FitSpec:
     """Everything the loop reads: the budget, the learning rate and its schedule, evaluation and run options. Field
-    names are config keys (``amp`` and ``progress`` resolved: ``bf16``/``off`` and ``on``/``off``)."""
+    names are config keys (``amp`` and ``progress`` resolved: ``bf16``/``fp16``/``off`` and ``on``/``off``)."""
 
     epochs: int
     batch_size: int
