@@ -139,8 +139,9 @@ class RunConfig:
                          "image (after crop/flip, at the data's resolution); 0 = off", lo=0, hi=1024)
     seed: int = opt(0, "seed for the subset, split, initialisation and augmentation", lo=0)
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps")
-    amp: str = opt("auto", "mixed precision: auto = bf16 autocast on CUDA, off elsewhere",
-                   choices=("auto", "bf16", "off"))
+    amp: str = opt("auto", "mixed precision: auto = bf16 on CUDA compute capability >= 8.0, fp16 with a gradient "
+                           "scaler on older CUDA cards, off on CPU and MPS; or bf16, fp16, off",
+                   choices=("auto", "bf16", "fp16", "off"))
     channels_last: bool = opt(True, "channels_last memory format on CUDA")
     cudnn_benchmark: bool = opt(False, "let cuDNN time its algorithms for every new input shape (off: seconds of "
                                        "autotuning per shape for no steady-state gain)")

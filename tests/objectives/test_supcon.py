@@ -146,3 +146,18 @@ def test_online_probe_sends_no_gradient_into_the_encoder_and_scores_the_plain_im
     loss_sum, correct, n = task.eval_step(model.eval(), x, y)
     logits = model.probe(encoder(task.views.eval(x)))
     assert n == 6 and int(correct) == int((logits.argmax(1) == y).sum())
+
+
+def test_fp16_autocast_keeps_the_similarities_in_float32_and_the_loss_finite():
+    """fp16 features of magnitude 1e4 (as an fp16 projection head can give) at a small temperature: their squared
+    norms (about 1e9) overflow fp16's 65504, so the loss is finite, and equal to the float64 reference, only because
+    the normalisation and the similarities are computed in float32."""
+    gen = torch.Generator().manual_seed(0)
+    features = (torch.randn(8, 2, 16, generator=gen) * 1e4).half().requires_grad_()
+    labels = torch.arange(8) % 4
+    with torch.autocast(device_type="cpu", dtype=torch.float16):
+        loss = SupConLoss(temperature=0.05)(features, labels)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert torch.isfinite(features.grad).all()
+    assert loss.item() == pytest.approx(reference(features.detach().float(), labels, 0.05), rel=1e-3)

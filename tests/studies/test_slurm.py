@@ -266,3 +266,66 @@ def test_a_multi_device_job_is_one_torchrun_ddp_run_equal_to_one_process(tmp_pat
     # and it was two processes: a global batch they cannot split is refused by the engine
     with pytest.raises(CifarlabError, match="batch_size=15 must be divisible by the 2 processes"):
         slurm.RunJob("odd", "scratch", {**keys, "name": "odd", "batch_size": 15}, str(tmp_path), nproc=2)()
+
+
+def _refusing_sbatch(bin_dir: Path, reason: str) -> None:
+    """sbatch that accepts the first job and refuses the second as a real one does: its reason on stderr, exit 1."""
+    _fake_slurm(bin_dir)
+    (bin_dir / "sbatch").write_text(f"""#!/bin/sh
+n=$(cat {bin_dir}/n 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {bin_dir}/n
+if [ $n -ge 2 ]; then echo "sbatch: error: {reason}" >&2; exit 1; fi
+echo "Submitted batch job $n"
+""")
+
+
+@pytest.mark.parametrize("reason, setting", [("Invalid generic resource (gres) specification", "--gpus-per-job 0"),
+                                             ("Batch job submission failed: Requested node configuration is not "
+                                              "available", "--cpus-per-job")])
+def test_a_job_sbatch_refuses_ends_in_one_line_with_the_setting_and_is_recorded(tmp_path, monkeypatch, reason,
+                                                                                 setting):
+    import sys
+
+    from cifarlab import cli
+
+    bin_dir = tmp_path / "bin"
+    _refusing_sbatch(bin_dir, reason)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY)
+    out = tmp_path / "out"
+    err = tmp_path / "stderr.txt"
+    with err.open("w") as stream:
+        monkeypatch.setattr(sys, "stderr", stream)
+        code = cli.main(["study", str(f), "--out", str(out), "--executor", "slurm", "--no-wait", "--yes"])
+    text = err.read_text()
+    assert code != 0 and "Traceback" not in text
+    lines = [line for line in text.splitlines() if "sbatch" in line]
+    assert len(lines) == 1, text
+    assert reason in lines[0] and setting in lines[0] and "ft-s0" in lines[0]
+    runs = json.loads((out / "study.json").read_text())["runs"]
+    assert runs["rot-s0"]["state"] == "submitted" and runs["ft-s0"]["state"] == "refused"
+    assert reason in runs["ft-s0"]["error"]
+
+
+@pytest.mark.parametrize("refuse", [True, False])
+def test_dry_run_asks_sbatch_test_only_whether_the_jobs_would_be_accepted(tmp_path, monkeypatch, capsys, refuse):
+    from cifarlab.cli import main
+
+    bin_dir = tmp_path / "bin"
+    _fake_slurm(bin_dir)
+    answer = ('echo "sbatch: error: Invalid generic resource (gres) specification" >&2; exit 1' if refuse
+              else 'echo "sbatch: Job 7 to start at 2026-01-01T00:00:00 using 1 processors on nodes n1" >&2')
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\n[ "$1" = "--test-only" ] || exit 3\ncp "$2" {bin_dir}/tested.sh\n'
+                                    f'{answer}\n')
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    f = tmp_path / "mini.toml"
+    f.write_text(STUDY.replace("gpus_per_job = 0", "gpus_per_job = 1"))
+    assert main(["study", str(f), "--out", str(tmp_path / "out"), "--executor", "slurm", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --gpus-per-node=1\n" in (bin_dir / "tested.sh").read_text()
+    if refuse:
+        assert "sbatch --test-only: REFUSED: sbatch: error: Invalid generic resource" in out
+        assert "--gpus-per-job 0" in out
+    else:
+        assert "sbatch --test-only: accepted (sbatch: Job 7 to start at" in out
+    assert not (tmp_path / "out").exists()

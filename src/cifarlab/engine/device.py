@@ -37,12 +37,39 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def resolve_amp(amp: str, device: torch.device) -> tuple[str, str]:
+    """(bf16 | fp16 | off, why) for ``amp`` (auto | bf16 | fp16 | off) on ``device``.
+
+    ``auto``: bf16 where the card has bf16 hardware (CUDA compute capability 8.0 and up); fp16 with a gradient scaler
+    on older CUDA cards, where torch only emulates bf16 (``torch.cuda.is_bf16_supported`` says True there through
+    emulation, at a fraction of the card's fp16 speed); off on the CPU and on MPS (autocast on MPS is not measured
+    here, so it is not chosen for the user)."""
+    if amp == "off":
+        return "off", "asked (amp=off)"
+    if amp in ("bf16", "fp16"):
+        if amp == "fp16" and device.type == "cpu" and not torch.amp.is_autocast_available("cpu"):
+            raise ConfigError("amp=fp16: this torch cannot autocast fp16 on the CPU; use amp=off or amp=bf16")
+        return amp, f"asked (amp={amp})"
+    if device.type != "cuda":
+        return "off", f"auto: no mixed precision on {device.type}"
+    major, minor = torch.cuda.get_device_capability(device)
+    if major >= 8:
+        return "bf16", f"auto: compute capability {major}.{minor} has bf16 hardware"
+    return "fp16", f"auto: compute capability {major}.{minor} < 8.0 only emulates bf16; fp16 with a gradient scaler"
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (``amp=auto|bf16``), or on CPU only when asked (``amp=bf16``)."""
-    use = amp == "bf16" or (amp == "auto" and device.type == "cuda")
-    if not use:
+    """Autocast for a resolved ``amp`` (bf16 | fp16 | off); ``auto`` is resolved here by :func:`resolve_amp`."""
+    if amp == "auto":
+        amp = resolve_amp(amp, device)[0]
+    if amp not in ("bf16", "fp16"):
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def grad_scaler(device: torch.device, amp: str) -> torch.amp.GradScaler | None:
+    """fp16's loss scaler (its range is too small for small gradients without it); None for bf16 and off."""
+    return torch.amp.GradScaler(device.type) if amp == "fp16" else None
 
 
 def seed_everything(seed: int, deterministic: bool = False, cudnn_benchmark: bool = False) -> None:

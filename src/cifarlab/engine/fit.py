@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from cifarlab.engine import checkpoint, distributed, resume
 from cifarlab.engine.averaging import weight_average
+from cifarlab.engine.device import grad_scaler
 from cifarlab.engine.health import HealthRule, check_health
-from cifarlab.engine.loop import FitData, StepPlan, Task, evaluate, train_one_epoch
+from cifarlab.engine.loop import FitData, StepPlan, Task, Updater, evaluate, train_one_epoch
 from cifarlab.engine.optim import group_rates
 from cifarlab.engine.rundir import RunDir
 
@@ -33,7 +34,7 @@ from cifarlab.engine.rundir import RunDir
 @dataclass(frozen=True)
 class FitSpec:
     """Everything the loop reads: the budget, the learning rate and its schedule, evaluation and run options. Field
-    names are config keys (``amp`` and ``progress`` resolved: ``bf16``/``off`` and ``on``/``off``)."""
+    names are config keys (``amp`` and ``progress`` resolved: ``bf16``/``fp16``/``off`` and ``on``/``off``)."""
 
     epochs: int
     batch_size: int
@@ -134,7 +135,8 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
         train_fwd = DistributedDataParallel(fwd, device_ids=[device.index] if device.type == "cuda" else None)
     ema = weight_average(model, optimizer, spec.ema, spec.ema_warmup)
     eval_model = ema.module if ema is not None else model  # what is validated, selected, saved as best and tested
-    state = resume.restore(run, model, optimizer, ema, device) if spec.resume else resume.TrainState()
+    updater = Updater(optimizer, grad_scaler(device, spec.amp))
+    state = resume.restore(run, model, updater, ema, device) if spec.resume else resume.TrainState()
     if state.epoch:
         log(f"resuming {run.path} after epoch {state.epoch}/{spec.epochs}")
     rates = group_rates(optimizer.param_groups, plan.peak_lr)
@@ -148,7 +150,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
     for epoch in range(state.epoch + 1, spec.epochs + 1):
         t0 = time.perf_counter()
         first = first_step_at is None  # the first epoch this call trains: its step marks time the start-up
-        out = train_one_epoch(train_fwd, task, data, optimizer, spec, plan, (epoch, state.step), mark_first=first)
+        out = train_one_epoch(train_fwd, task, data, updater, spec, plan, (epoch, state.step), mark_first=first)
         if first:
             marks, first_step_at = out.marks, out.first_step_at
         row = dict(out.row)
@@ -178,7 +180,7 @@ def fit(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Opti
                 if k != "epoch" and isinstance(v, (int, float)):
                     writer.add_scalar(k, v, epoch)
         if run is not None and d.is_main:
-            resume.save(run, model, optimizer, ema, state, is_best)
+            resume.save(run, model, updater, ema, state, is_best)
         distributed.barrier()  # no rank runs ahead of the checkpoint on disk
         if io.on_epoch_end is not None:
             io.on_epoch_end(epoch)
@@ -217,6 +219,8 @@ def _epoch_line(row: dict[str, Any], epochs: int, best: bool) -> str:
         if math.isfinite(row.get("val_acc", float("nan"))):
             parts.append(f"acc {100 * row['val_acc']:.2f}%")
     parts.append(f"| lr {row['lr']:.4g} | {row['images_per_s']:.0f} img/s | {row['train_time_s']:.1f}s")
+    if row.get("amp_skipped_steps"):
+        parts.append(f"| {row['amp_skipped_steps']} fp16 step(s) skipped by the loss scaler (inf/nan gradients)")
     return " ".join(parts) + (" *" if best else "")
 
 

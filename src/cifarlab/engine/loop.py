@@ -138,20 +138,37 @@ FIRST_EPOCH_MARKS = (1, 2, 5, 10, 20, 50, 100)
 
 
 def train_step(model: nn.Module, task: Task, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               gen: torch.Generator, amp: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """One optimizer step on one batch (uint8 images on the device): task loss under autocast, backward, update."""
+               gen: torch.Generator, amp: str, scaler: torch.amp.GradScaler | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One optimizer step on one batch (uint8 images on the device): task loss under autocast, backward, update.
+    With ``scaler`` (fp16) the loss is scaled before backward, and the step is skipped where a gradient is inf/nan
+    (the scaler then lowers its scale)."""
     with autocast(x.device, amp):
         loss, c, k = task.train_step(model, x, y, gen)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return loss, c, k
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return loss, c, k
 
 
-def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torch.optim.Optimizer, spec: Any,
+@dataclass(frozen=True)
+class Updater:
+    """The optimizer and, for fp16, its loss scaler: what takes a step from a loss."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None = None
+
+
+def train_one_epoch(model: nn.Module, task: Task, data: FitData, updater: Updater, spec: Any,
                     plan: StepPlan, at: tuple[int, int], mark_first: bool = False) -> EpochOut:
     """One pass over the shuffled training indices (``spec``: a FitSpec; ``at``: the epoch number and the steps
     taken before it; ``mark_first``: this is the run's first epoch, whose step marks time the start-up)."""
+    optimizer, scaler = updater.optimizer, updater.scaler
     epoch, step = at
     d = distributed.get()
     device = data.device
@@ -164,6 +181,7 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    skipped = torch.zeros((), device=device, dtype=torch.long)
     batch_size, steps_per_epoch, peak = plan.batch_size, plan.steps_per_epoch, plan.peak_lr
     seen, preds, lr = 0, 0, peak
     marks: dict[str, float] = {}
@@ -178,7 +196,13 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
         lr = set_lr(optimizer, peak, lr_factor(step, plan.total_steps, plan.warmup, spec.schedule, spec.milestones,
                                                spec.gamma))
         try:
-            loss, c, k = train_step(model, task, optimizer, *data.batch(idx), aug_gen, spec.amp)
+            # the scale before the step, read without a host sync (GradScaler has no public tensor for it): the
+            # scaler lowers it exactly when it skipped the step for an inf/nan gradient
+            before = None
+            if scaler is not None:  # before its first step the scaler holds its initial scale as a number
+                before = (scaler._scale.clone() if scaler._scale is not None
+                          else torch.tensor(scaler.get_scale(), device=device))
+            loss, c, k = train_step(model, task, optimizer, *data.batch(idx), aug_gen, spec.amp, scaler)
         except (torch.OutOfMemoryError, RuntimeError) as exc:
             if isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc):
                 raise out_of_memory(batch_size, device, step) from None
@@ -189,8 +213,14 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
             marks[str(i + 1)] = round(now - t0, 4)
             first_step_at = first_step_at or now
         detached = loss.detach().float()
+        bad_step = ~torch.isfinite(detached)
+        if scaler is not None:  # a step the scaler skipped changed no weight: counted, not divergence
+            skip = scaler._scale < before
+            skipped += skip.long()
+            bad_step = bad_step & ~skip
+            detached = torch.where(skip, torch.zeros_like(detached), detached)  # an inf loss would hide the mean
         # record the first non-finite step without a host sync; it is read at the end of the epoch
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(detached), step, first_bad)
+        first_bad = torch.where((first_bad < 0) & bad_step, step, first_bad)
         loss_sum += detached * len(idx)
         correct += c
         seen += len(idx)
@@ -212,6 +242,7 @@ def train_one_epoch(model: nn.Module, task: Task, data: FitData, optimizer: torc
                                f"last good checkpoint (epoch {epoch - 1}) is kept; {lr_advice(peak, batch_size)}")
     row: dict[str, Any] = {"epoch": epoch, "lr": lr, "train_loss": (loss_sum / max(seen, 1)).item(),
                            "train_acc": (correct / max(preds, 1)).item() if preds else float("nan"),
+                           **({"amp_skipped_steps": int(skipped.item())} if scaler is not None else {}),
                            "train_time_s": round(train_time, 4),
                            "images_per_s": round(seen / max(train_time, 1e-9), 1)}
     return EpochOut(row, step, marks, first_step_at)

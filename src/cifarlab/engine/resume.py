@@ -10,6 +10,7 @@ from torch import nn
 
 from cifarlab.engine import checkpoint
 from cifarlab.engine.averaging import WeightAverage
+from cifarlab.engine.loop import Updater
 from cifarlab.engine.rundir import RunDir
 from cifarlab.errors import CheckpointError
 
@@ -25,10 +26,11 @@ class TrainState:
     best_value: float = float("nan")
 
 
-def restore(run: RunDir | None, model: nn.Module, optimizer: torch.optim.Optimizer, ema: WeightAverage | None,
+def restore(run: RunDir | None, model: nn.Module, updater: Updater, ema: WeightAverage | None,
             device: torch.device) -> TrainState:
-    """Load the last checkpoint of ``run`` (if any) into the model, optimizer, weight average and RNG state;
-    returns where the run stands (a fresh state when there is no checkpoint)."""
+    """Load the last checkpoint of ``run`` (if any) into the model, optimizer (and fp16 loss scaler), weight average
+    and RNG state; returns where the run stands (a fresh state when there is no checkpoint)."""
+    optimizer = updater.optimizer
     if run is None or not run.last_ckpt.is_file():
         return TrainState()
     ckpt = checkpoint.load(run.last_ckpt, map_location=device)
@@ -37,6 +39,8 @@ def restore(run: RunDir | None, model: nn.Module, optimizer: torch.optim.Optimiz
         optimizer.load_state_dict(ckpt["optimizer"])
         if ema is not None:
             ema.load_state_dict(ckpt["ema"])
+        if updater.scaler is not None and "scaler" in ckpt:  # a checkpoint of a bf16/fp32 run starts a fresh scale
+            updater.scaler.load_state_dict(ckpt["scaler"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{run.last_ckpt} does not match this run's model/optimizer ({exc})") from None
     torch.set_rng_state(ckpt["torch_rng"].cpu())
@@ -46,16 +50,18 @@ def restore(run: RunDir | None, model: nn.Module, optimizer: torch.optim.Optimiz
                       float(ckpt["best_value"]))
 
 
-def save(run: RunDir, model: nn.Module, optimizer: torch.optim.Optimizer, ema: WeightAverage | None,
+def save(run: RunDir, model: nn.Module, updater: Updater, ema: WeightAverage | None,
          state: TrainState, is_best: bool) -> None:
     """``best.pt`` (the averaged weights where there is an average) when this epoch is the best, then ``last.pt``
     and ``metrics.csv``; each written atomically."""
     device = next(iter(model.parameters()), torch.empty(0)).device
+    optimizer, scaler = updater.optimizer, updater.scaler
     if is_best:
         best = ema.module if ema is not None else model
         checkpoint.save({"model": best.state_dict(), "epoch": state.epoch, "value": state.best_value}, run.best_ckpt)
     checkpoint.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": state.epoch,
                      **({"ema": ema.state_dict()} if ema is not None else {}),
+                     **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                      "step": state.step, "torch_rng": torch.get_rng_state(),
                      **({"cuda_rng": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
                      "history": state.history, "best_epoch": state.best_epoch,

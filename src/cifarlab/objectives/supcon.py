@@ -48,7 +48,8 @@ class SupConLoss(nn.Module):
                 ids = ids + b * _rank()
             features, ids = self.gather(features), self.gather(ids)
             b = features.shape[0]
-        # similarities in float32 even under bf16 autocast: exp(1/t) overflows bf16's precision budget
+        # similarities in float32 under bf16 or fp16 autocast: exp(1/t) at a small temperature overflows fp16 (max
+        # 65504 = exp(11.1)) and loses bf16's 8-bit mantissa
         z = F.normalize(features.float(), dim=-1).transpose(0, 1).reshape(v * b, -1)  # (V*B, D), view-major
         ids = ids.repeat(v)  # (V*B,)
         n = z.shape[0]

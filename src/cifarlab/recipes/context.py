@@ -29,6 +29,7 @@ from cifarlab.engine.device import (
     format_name,
     inference_format,
     memory_format,
+    resolve_amp,
     resolve_device,
     retain_freed_memory,
     seed_everything,
@@ -83,7 +84,7 @@ class Resolved:
     """Every decision a config leaves to the run, as it was taken (``config.json``'s ``resolved`` block)."""
 
     device: str
-    amp: str  # bf16 | off
+    amp: str  # bf16 | fp16 | off
     memory_format: str  # of the trained model and its inputs: channels_last | nchw
     inference_format: str  # of frozen-backbone embedding passes
     compile: str  # off | on | cudagraphs
@@ -105,6 +106,7 @@ class Resolved:
     num_test: int
     tta_views: list[list[Any]]
     cpu_allocator: str  # default | retain | unavailable (engine.device.retain_freed_memory), process-wide
+    amp_reason: str = ""  # why amp resolved as it did (engine.device.resolve_amp)
 
 
 @dataclass(frozen=True)
@@ -234,8 +236,9 @@ def resolve(cfg: RunConfig, loaded: Loaded, model: Backbone) -> Resolved:
         compile_mode = "off"  # a linear head on cached embeddings: nothing to compile
     plan = StepPlan.of(fit_spec(cfg, amp="off", progress="off"), n_train,
                        distributed.get().world if distributed.get().enabled else 1)
+    amp, amp_reason = resolve_amp(cfg.amp, device)
     return Resolved(
-        device=str(device), amp="bf16" if cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda") else "off",
+        device=str(device), amp=amp, amp_reason=amp_reason,
         memory_format=format_name(memory_format(device, cfg.channels_last)),
         inference_format=format_name(inference_format(device, cfg.channels_last)), compile=compile_mode,
         tta=cfg.tta == "on" or (cfg.tta == "auto" and device.type == "cuda"),
@@ -263,7 +266,8 @@ def fit_spec(cfg: RunConfig, resolved: Resolved | None = None, **changes: Any) -
 
 def decisions_line(r: Resolved) -> str:
     """The first log line: the decisions that change results or speed."""
-    parts = [f"device {r.device}", f"amp {r.amp}", f"compile {r.compile}", f"memory format {r.memory_format}",
+    parts = [f"device {r.device}", f"amp {r.amp} ({r.amp_reason})", f"compile {r.compile}",
+             f"memory format {r.memory_format}",
              f"tta {'on' if r.tta else 'off'}", f"augment {r.augment}", f"resolution {r.resolution}",
              f"started from {r.started_from}"]
     if r.device == "cpu":

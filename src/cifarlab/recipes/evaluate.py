@@ -140,6 +140,8 @@ def fit_summary(result: FitResult, ctx: RunContext) -> dict[str, Any]:
         out["first_epoch_steps_s"] = result.first_epoch_marks
     if result.bn_lag_epochs:
         out["bn_lag_epochs"] = result.bn_lag_epochs
+    if any("amp_skipped_steps" in r for r in result.history):  # fp16: steps the loss scaler skipped (inf gradients)
+        out["amp_skipped_steps"] = sum(r.get("amp_skipped_steps", 0) for r in result.history)
     return out
 
 

@@ -205,11 +205,30 @@ def slurm_state(job_id: str) -> str:
     return m.group(1) if m else "ENDED"
 
 
+def test_only(slurm: SlurmSettings) -> str:
+    """Whether sbatch would accept a job with these options (``sbatch --test-only``: nothing is submitted). Every run's
+    job has the same options (its dependency aside), so one answer holds for all of them."""
+    import shutil
+    import tempfile
+
+    if not shutil.which("sbatch"):
+        return "sbatch --test-only: not run (no sbatch on this machine)"
+    with tempfile.NamedTemporaryFile("w", suffix=".sh") as script:
+        script.write("\n".join(["#!/bin/sh", *slurm.sbatch_lines(), "true", ""]))
+        script.flush()
+        done = subprocess.run(["sbatch", "--test-only", script.name], capture_output=True, text=True)
+    said = [line.strip() for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    if done.returncode == 0:
+        return "sbatch --test-only: accepted" + (f" ({said[-1]})" if said else "")
+    reason = next((line for line in said if "error" in line.lower()), said[-1] if said else "no reason given")
+    return f"sbatch --test-only: REFUSED: {reason}; {refusal_advice(reason, slurm)}"
+
+
 def plan_lines(planned: list[PlannedRun], out: Path, slurm: SlurmSettings) -> list[str]:
     """What ``--dry-run`` adds for Slurm: the job options, then per run whether it is submitted and after what."""
     deps = dependencies(planned)
     jobs = read_json(out / "study.json").get("runs", {})
-    lines = ["slurm job options (each run):", *(f"  {line}" for line in slurm.sbatch_lines())]
+    lines = ["slurm job options (each run):", *(f"  {line}" for line in slurm.sbatch_lines()), test_only(slurm)]
     for run in planned:
         if status(out, run.name) == "complete":
             continue
@@ -262,7 +281,7 @@ def run_slurm(planned: list[PlannedRun], out: Path, slurm: SlurmSettings, say: R
             after = [_job_id(jobs[d]) for d in waiting]
             if on_slurm:
                 executor.update_parameters(dependency=f"afterok:{':'.join(after)}" if after else None)
-            job = executor.submit(RunJob(run.name, run.recipe, run.keys, str(out), nproc))
+            job = _submit(executor, RunJob(run.name, run.recipe, run.keys, str(out), nproc), out, slurm)
             pending.remove(run)
             jobs[run.name] = job
             record_run(out, run.name, job_id=str(job.job_id), state="submitted",
@@ -293,6 +312,45 @@ def run_slurm(planned: list[PlannedRun], out: Path, slurm: SlurmSettings, say: R
         if pending or jobs:
             time.sleep(poll_s)
     return failed
+
+
+def _submit(executor: Any, job: RunJob, out: Path, slurm: SlurmSettings) -> Any:
+    """``executor.submit(job)``; a job sbatch refuses is recorded in study.json (the runs submitted before it stay
+    recorded as submitted) and ends the submission with one line: sbatch's reason and the setting to change."""
+    import contextlib
+    import io
+
+    from submitit.core.utils import FailedJobError
+
+    said = io.StringIO()  # submitit also prints sbatch's stderr itself: it goes into the one line instead
+    try:
+        with contextlib.redirect_stderr(said):
+            return executor.submit(job)
+    except FailedJobError as exc:
+        lines = [line.strip() for line in f"{exc}\n{said.getvalue()}".splitlines() if line.strip()]
+        reason = next((line for line in lines if "error" in line.lower()), lines[-1] if lines else "no reason given")
+        record_run(out, job.name, state="refused", error=reason)
+        raise CifarlabError(f"sbatch refused job {job.name}: {reason}; {refusal_advice(reason, slurm)}") from None
+
+
+def refusal_advice(reason: str, slurm: SlurmSettings) -> str:
+    """The setting to change for sbatch's ``reason`` (its ``sbatch: error:`` line)."""
+    low = reason.lower()
+    if "gres" in low or "gpu" in low:
+        return (f"this job asks for {slurm.gpus_per_job} GPU(s): use --gpus-per-job 0 on a partition without GPUs, "
+                "or --partition for one with them")
+    if "account" in low or "qos" in low:
+        return "check --account and --qos (sacctmgr show assoc user=$USER)"
+    if "partition" in low:
+        return "choose a partition that exists and you may use: --partition (sinfo lists them)"
+    if "time limit" in low:
+        return f"lower --time (now {slurm.time}) to the partition's limit (sinfo -o '%P %l')"
+    if "memory" in low or "mem" in low:
+        return "lower --mem to what the partition's nodes have (sinfo -o '%P %m')"
+    if "node configuration" in low or "cpu" in low:
+        return (f"this job asks for {slurm.cpus_per_job} CPUs and {slurm.gpus_per_job} GPU(s): lower --cpus-per-job "
+                "(and --gpus-per-job, --mem) to what one node of the partition has (sinfo -o '%P %c %G %m')")
+    return "check the [slurm] settings (--partition, --time, --gpus-per-job, --cpus-per-job, --mem)"
 
 
 def _job_id(job: Any) -> str:
