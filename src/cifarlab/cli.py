@@ -306,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
             sets = config.parse_overrides(args.set)
             if args.dry_run:
                 print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm, sets))
-                print(api.study_plan(args.study_file, args.out, args.seed_offset, args.executor, slurm))
             if not _announce_cost(args):
                 return 1
             if args.dry_run:
