@@ -88,7 +88,7 @@ NOTEBOOKS = {
     "notebook-scratch-transfer-supcon": lambda: notebook(
         "ResNet18 from scratch, ImageNet transfer and SupCon", "notebook-scratch-transfer-supcon.txt", "notebook",
         "notebook", ["resnet18_imagenet"], [
-            ("## From scratch: train and test curves", 'scratch = study.run("course-scratch-resnet18")\n'
+            ("## From scratch: train and test curves", 'scratch = study.run("course-scratch-resnet18-s0")\n'
              'display(scratch)\nscratch.curves()'),
             ("## Frozen vs fine-tuned ImageNet ResNet18, SupCon vs cross-entropy", COMPARE),
             ("The comparisons, with their tests:", TABLE),
@@ -104,14 +104,14 @@ NOTEBOOKS = {
             ("## What each regime trains\n\nFrozen layers keep their weights; the parameter counts and the "
              "learning rate of each group show it.", RUNS_TABLE),
             ("Learning rates per parameter group: one rate for every layer, against rates falling towards the input "
-             "(discriminative):", 'for name in ("course-finetune-onerate-resnet18_imagenet", '
-             '"course-finetune-discriminative-resnet18_imagenet"):\n'
+             "(discriminative):", 'for name in ("course-finetune-onerate-resnet18_imagenet-s0", '
+             '"course-finetune-discriminative-resnet18_imagenet-s0"):\n'
              '    groups = study.run(name).summary.get("lr_groups", {})\n'
              '    print(name, {k: f"{v:.2g}" for k, v in list(groups.items())[:6]})'),
             ("## Accuracy per regime", COMPARE),
             ("The comparisons, with their tests:", TABLE),
-            ("## A tiny dataset: from scratch vs frozen features", 'display(study.run("course-tiny-scratch-resnet18")'
-             '.confusion())\nstudy.run("course-tiny-linear-resnet18_imagenet").confusion()'),
+            ("## A tiny dataset: from scratch vs frozen features", 'display(study.run("course-tiny-scratch-resnet18-s0")'
+             '.confusion())\nstudy.run("course-tiny-linear-resnet18_imagenet-s0").confusion()'),
         ]),
     "tutorial-transfer-alexnet-resnet18-efficientnet": lambda: notebook(
         "AlexNet, ResNet18 and EfficientNet-B0 as frozen feature extractors",
@@ -122,27 +122,27 @@ NOTEBOOKS = {
             ("## Where each backbone errs", 'for run in study.runs.values():\n'
              '    if run.status == "complete":\n        display(run.confusion())'),
             ("The most confident mistakes of the ResNet18 probe:",
-             'study.run("course-linear-resnet18_imagenet").mistakes()'),
+             'study.run("course-linear-resnet18_imagenet-s0").mistakes()'),
         ]),
     "assignment-rotnet": lambda: notebook(
         "RotNet: rotation pretraining, then the last block or the whole network", "assignment-rotnet.txt", "rotnet",
         "rotnet", [], [
-            ("## The rotation pretext task", 'rotation = study.run("course-rotation")\ndisplay(rotation)\n'
+            ("## The rotation pretext task", 'rotation = study.run("course-rotation-s0")\ndisplay(rotation)\n'
              'rotation.curves()'),
             ("Its encoder's test embeddings (t-SNE, coloured by class it never saw):", 'rotation.embedding()'),
             ("## Last block + linear layer, and the whole network: from rotation vs from random weights",
              COMPARE),
             ("The comparisons, with their tests:", TABLE),
-            ("## Confusion matrices of the fine-tuned networks", 'for name in ("course-partial-rotinit", '
-             '"course-finetune-rotinit"):\n    display(study.run(name).confusion())'),
+            ("## Confusion matrices of the fine-tuned networks", 'for name in ("course-partial-rotinit-s0", '
+             '"course-finetune-rotinit-s0"):\n    display(study.run(name).confusion())'),
         ]),
     "assignment-transfer-vgg16-resnet18": lambda: notebook(
         "VGG16 vs ResNet18, last conv block unfrozen", "assignment-transfer-vgg16-resnet18.txt",
         "transfer-vgg16-resnet18", "transfer-vgg16-resnet18", ["vgg16", "resnet18_imagenet"], [
             ("## Accuracy, parameters and time", RUNS_TABLE),
-            ("## Training curves", 'for name in ("course-partial-vgg16", "course-partial-resnet18_imagenet"):\n'
+            ("## Training curves", 'for name in ("course-partial-vgg16-s0", "course-partial-resnet18_imagenet-s0"):\n'
              '    display(study.run(name).curves())'),
-            ("## Confusion matrices", 'for name in ("course-partial-vgg16", "course-partial-resnet18_imagenet"):\n'
+            ("## Confusion matrices", 'for name in ("course-partial-vgg16-s0", "course-partial-resnet18_imagenet-s0"):\n'
              '    display(study.run(name).confusion())'),
             ("## Side by side", COMPARE),
         ]),

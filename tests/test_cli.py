@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 
+from cifarlab import cli
 from cifarlab.cli import main
 
 
@@ -102,6 +103,7 @@ def test_equivalence_margin_reaches_the_report_and_the_study(tmp_path, monkeypat
     assert entries and all(e["equivalence_margin_points"] == 1.5 for e in entries)
     seen = {}
     monkeypatch.setattr(api, "study", lambda *a, **kw: (seen.update(kw), ([], None))[1])
+    monkeypatch.setattr(cli, "_announce_cost", lambda args: True)  # no study file: only the flag's path is tested
     assert main(["study", "s.toml", "--out", str(tmp_path / "o"), "--equivalence-margin", "0.75"]) == 0
     assert seen["equivalence_margin"] == 0.75
     with pytest.raises(SystemExit):
@@ -115,7 +117,7 @@ def test_equivalence_margin_reaches_the_report_and_the_study(tmp_path, monkeypat
     (["train", "--lr", "fast"], "error: --lr: expected a number, got 'fast'"),
     (["study", "s.toml", "--out", "o", "--dry-runn"], "error: unknown option --dry-runn; did you mean --dry-run?"),
     (["trian"], "error: unknown command 'trian'; did you mean train? (choose from: train, keys, report, study, "
-                "bench, models, recipes)"),
+                "bench, seeds, models, recipes)"),
 ])
 def test_a_mistyped_flag_gets_one_line_that_says_the_fix(argv, line, capsys):
     """A mistyped flag or a value of the wrong type: one line naming the fix, exit code 2, no usage dump."""
@@ -184,6 +186,7 @@ def test_an_interrupted_study_says_the_command_that_resumes_it(monkeypatch, caps
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "study", interrupted)
+    monkeypatch.setattr(cli, "_announce_cost", lambda args: True)  # no study file: only the interruption is tested
     assert main(["study", "my study.toml", "--out", "o"]) == 130
     err = capsys.readouterr().err
     python = shlex.quote(sys.executable)

@@ -160,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--executor", choices=("local", "slurm"), default="local",
                     help="local: this machine; slurm: one Slurm job per run (submitit), dependencies as afterok")
     st.add_argument("--yes", action="store_true", help="start a study estimated above an hour without asking")
+    st.add_argument("--no-calibrate", action="store_true",
+                    help="estimate from cached measurements or the FLOP table only (no timing steps)")
     sl = st.add_argument_group("slurm (over the study file's [slurm] table)")
     for flag, kind, what in (("partition", str, "partition"), ("time", str, "time limit per job: minutes, H:M:S or "
                              "D-H:M:S"), ("gpus-per-job", int, "GPUs per job (>1: torchrun DDP in the job)"),
@@ -274,7 +276,8 @@ def _announce_cost(args: argparse.Namespace) -> bool:
     from cifarlab.studies import cost
 
     sets = config_mod.parse_overrides(getattr(args, "set", None) or [])
-    est, runs = cost.announce(args.study_file, args.out, sets, args.seed_offset, log=print if args.dry_run else None)
+    est, runs = cost.announce(args.study_file, args.out, sets, args.seed_offset, log=print if args.dry_run else None,
+                              measure_missing=not args.no_calibrate)
     hint = cost.suggest_overrides(runs, cost.run_device(runs)) if est.total_s > cost.CONFIRM_ABOVE_S else None
     if args.dry_run or args.executor != "local":
         if hint:

@@ -82,7 +82,7 @@ def test_resume_with_a_different_number_of_processes(tmp_path):
     _spawn(_interrupted_worker, {**CFG, "out": str(tmp_path), "name": "mixed"})
     mixed = tmp_path / "mixed"
     assert checkpoint.load(mixed / "checkpoints" / "last.pt")["epoch"] == 1
-    assert json.loads((mixed / "summary.json").read_text())["status"] == "failed"  # interrupted
+    assert json.loads((mixed / "summary.json").read_text())["status"] == "interrupted"
     resumed = api.train(api.make_config("scratch", overrides={**CFG, "out": str(tmp_path), "name": "mixed",
                                                               "resume": True}))
     assert resumed.summary["status"] == "complete"

@@ -48,7 +48,7 @@ def test_the_committed_notebook_is_the_generated_one(path):
     assert path.stat().st_size < 1_000_000
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # 25-50 s each on 2 cores: .ci/run's heavy step executes them
 @pytest.mark.parametrize("name", sorted(_build().NOTEBOOKS), ids=str)
 def test_notebook_runs_on_synthetic_data(name, tmp_path, monkeypatch):
     build = _build()

@@ -86,7 +86,8 @@ def test_ctrl_c_leaves_status_interrupted_and_resume_finishes(tmp_path, monkeypa
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert (summary["status"], summary["error"]) == ("interrupted", INTERRUPTED)
     monkeypatch.undo()
-    with pytest.raises(RunExists, match=r"status interrupted\) with the same config and data; with resume=True it continues"):
+    with pytest.raises(RunExists, match=r"status interrupted\) with the same config and data; with resume=True it "
+                                        r"continues"):
         execute(cfg)  # an interrupted run with a checkpoint is kept until the user says resume or overwrite
     logs: list[str] = []
     done = execute(api.make_config("scratch", overrides={**KEYS, "out": str(tmp_path), "resume": True}), logs.append)

@@ -52,7 +52,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         api.train(_cfg(tmp_path, name="cut", deterministic=True))
     cut_dir = tmp_path / "runs" / "cut"
-    assert json.loads((cut_dir / "summary.json").read_text())["status"] == "failed"
+    assert json.loads((cut_dir / "summary.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(scratch, "fit", real_fit)
     cut_rows = (cut_dir / "metrics.csv").read_text().splitlines()
     capsys.readouterr()
@@ -95,7 +95,7 @@ def test_bad_data_leaves_only_a_failed_status_and_the_retry_replaces_it(tmp_path
     # the run never trained: the next try replaces it (no --resume/--overwrite needed) and says why
     again = api.train(_cfg(tmp_path, epochs=1, name="retry"))
     assert again.summary["status"] == "complete"
-    assert "its last attempt failed before training" in capsys.readouterr().err
+    assert "its last attempt ended before training" in capsys.readouterr().err
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -296,12 +296,13 @@ def check_budget(est: StudyEstimate, suggestion: tuple[dict[str, int], float] | 
 
 
 def announce(path: str | Path, out: str | Path, overrides: dict[str, Any] | None = None, seed_offset: int = 0,
-             log: Callable[[str], None] | None = None) -> tuple[StudyEstimate, list[tuple[str, RunConfig]]]:
+             log: Callable[[str], None] | None = None, measure_missing: bool = True
+             ) -> tuple[StudyEstimate, list[tuple[str, RunConfig]]]:
     """Print a study's estimate (measuring what the cache lacks); the CLI's first lines and ``--dry-run``. Returns
     it with the runs' configs (for :func:`suggest_overrides`)."""
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     runs = study_configs(path, out, overrides, seed_offset)
-    est = estimate_runs(runs, run_device(runs))
+    est = estimate_runs(runs, run_device(runs), measure_missing=measure_missing)
     for line in estimate_lines(est):
         log(line)
     return est, runs
