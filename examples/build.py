@@ -95,8 +95,8 @@ NOTEBOOKS = {
             ("## Confusion matrices per regime", 'for run in study.runs.values():\n'
              '    if run.status == "complete":\n        display(run.confusion())'),
             ("Per-class accuracy, one row per arm (the mean over its seeds):", 'study.compare("per_class")'),
-            ("## t-SNE of the SupCon and cross-entropy embeddings", 'display(study.run("supcon-resnet18")'
-             '.embedding())\nstudy.run("supcon_ce-resnet18").embedding()'),
+            ("## t-SNE of the SupCon and cross-entropy embeddings", 'display(study.run("supcon-resnet18-s0")'
+             '.embedding())\nstudy.run("supcon_ce-resnet18-s0").embedding()'),
         ]),
     "theory-cnn-transfer-contrastive": lambda: notebook(
         "Freezing, a new head, one rate vs discriminative rates", "theory-cnn-transfer-contrastive.txt", "theory",
